@@ -1,0 +1,130 @@
+"""The `imgrec` command: parses arguments and delegates; no logic lives here."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from imgrec.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Elastic image recognition.")
+model_app = typer.Typer(no_args_is_help=True, help="Build or inspect the ONNX model.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print ratios against a baseline.")
+app.add_typer(model_app, name="model")
+app.add_typer(bench_app, name="bench")
+console = Console()
+err = Console(stderr=True)
+
+Threads = Annotated[int, typer.Option(help="onnxruntime intra-op threads (default: all cores)")]
+
+
+def _classifier(threads: int | None = None):
+    from imgrec.engine import Classifier
+    from imgrec.model import build
+
+    settings = Settings()
+    build(settings.model_path)  # no-op when the model is already there
+    return Classifier(settings.model_path, threads=threads or os.cpu_count() or 1, max_pixels=settings.max_pixels)
+
+
+@model_app.command("build")
+def model_build(force: Annotated[bool, typer.Option(help="Rebuild even if present")] = False) -> None:
+    """Export EfficientNet-Lite0 to ONNX in the data directory (idempotent)."""
+    from imgrec.model import build
+
+    path = Settings().model_path
+    manifest, built = build(path, force=force)
+    verb = "built" if built else "already built"
+    console.print(f"{manifest.name} {verb}: {path / manifest.file} sha256={manifest.sha256}")
+
+
+@model_app.command("info")
+def model_info() -> None:
+    """Print the model manifest (without the label list)."""
+    from dataclasses import asdict
+
+    from imgrec.model import load_manifest
+
+    data = asdict(load_manifest(Settings().model_path, verify=True))
+    data["labels"] = f"{len(data['labels'])} ImageNet classes"
+    console.print_json(json.dumps(data))
+
+
+@app.command("classify")
+def classify(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Full predictions as JSON")] = False,
+    threads: Threads = 0,
+) -> None:
+    """Classify image files; prints `name:label` lines."""
+    clf = _classifier(threads)
+    results = clf.classify([f.read_bytes() for f in files])
+    failed = False
+    for f, r in zip(files, results):
+        failed |= hasattr(r, "error")
+        if as_json:
+            print(json.dumps({"file": str(f), **r.to_dict()}))
+        elif hasattr(r, "error"):
+            err.print(f"{f.stem}: error: {r.error}")
+        else:
+            print(f"{f.stem}:{r.label}")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command("eval")
+def evaluate(
+    folder: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+    batch_size: int = 16,
+    threads: Threads = 0,
+) -> None:
+    """Top-1/top-5 accuracy on FOLDER/labels.csv (filename,class_index,...)."""
+    from imgrec.evaluate import evaluate as run_eval
+    from imgrec.evaluate import read_labels
+
+    clf = _classifier(threads)
+    total = len(read_labels(folder))
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task("classifying", total=total)
+        report = run_eval(clf, folder, batch_size, lambda n: progress.advance(task, n))
+    print(f"images: {report.total}")
+    print(f"top-1: {report.top1 / report.total:.4f}")
+    print(f"top-5: {report.top5 / report.total:.4f}")
+    print(f"images/s: {report.images_per_second:.1f}")
+    if report.wrong:
+        print(f"wrong ({len(report.wrong)}):")
+        for name, expected, got in report.wrong:
+            print(f"  {name}: expected {clf.manifest.labels[expected]['label']}, got {got}")
+
+
+@bench_app.command("engine")
+def bench_engine(
+    folder: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+    threads: Threads = 0,
+    rounds: int = 3,
+) -> None:
+    """Engine stages at batch 1, 8, 32 beside a plain onnxruntime + Pillow loop."""
+    from imgrec.bench.engine import bench_engine as run, read_images
+
+    _classifier()  # builds the model if needed
+    rows = run(Settings().model_path, read_images(folder), threads or os.cpu_count() or 1, rounds=rounds)
+    table = Table(title="engine vs plain onnxruntime + Pillow loop (ms per image, best of rounds)")
+    for col in ("batch", "decode", "stack", "infer", "engine", "img/s", "plain", "img/s", "ratio"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r.batch_size), f"{r.decode_ms:.2f}", f"{r.normalize_ms:.2f}", f"{r.inference_ms:.2f}",
+            f"{r.engine_ms:.2f}", f"{1000 / r.engine_ms:.1f}", f"{r.plain_ms:.2f}",
+            f"{1000 / r.plain_ms:.1f}", f"{r.ratio:.2f}x",
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

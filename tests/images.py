@@ -1,0 +1,41 @@
+"""Test images made on the fly from real photographs, in every format and mode."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+from PIL import Image
+
+from conftest import SKIMAGE_DATA
+
+
+def chelsea() -> Image.Image:
+    return Image.open(SKIMAGE_DATA / "chelsea.png").convert("RGB")
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
+    """A valid few-hundred-byte PNG that claims width x height pixels (all zeros)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    row = b"\x00" + b"\x00" * width
+    idat = zlib.compress(row * 16, 9)  # only the first rows; enough to be a "real" header
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def write_folder(folder: Path, images: dict[str, bytes]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in images.items():
+        (folder / name).write_bytes(data)
+    return folder
