@@ -1,0 +1,188 @@
+"""`SqliteQueue`: a durable queue in one SQLite file (WAL), safe across processes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+from imgrec.queue import Message, Queue, QueueStats
+from imgrec.queues._wake import Waiter, wake_all
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    body TEXT NOT NULL,
+    visible_at REAL NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, seq);
+"""
+# Waiting consumers re-check at least this often, e.g. for a message whose
+# visibility ran out (that makes no wake-up) or a wake-up lost to a full buffer.
+_MAX_SLEEP = 1.0
+
+
+def _path_from_url(url: str) -> Path:
+    parsed = urlparse(url)
+    path = Path(parsed.netloc + parsed.path)
+    if not str(path):
+        raise ValueError(f"no file in queue URL {url!r}; e.g. sqlite:///var/lib/imgrec/queue.sqlite3")
+    return path
+
+
+class SqliteQueue(Queue):
+    def __init__(self, url: str, name: str, **options) -> None:
+        super().__init__(name, **options)
+        self.path = _path_from_url(url)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._dead_name = f"{name}.dead"
+        self._wake_dir = self.path.with_name(self.path.name + ".wake") / name
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
+        self._db.executescript(_SCHEMA)
+        self._waiter: Waiter | None = None
+
+    def _transaction(self, fn):
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
+
+    def send(self, body: dict) -> str:
+        data = json.dumps(body)
+
+        def insert(db):
+            return db.execute(
+                "INSERT INTO messages (queue, body, visible_at) VALUES (?, ?, 0)", (self.name, data)
+            ).lastrowid
+
+        seq = self._transaction(insert)
+        wake_all(self._wake_dir)
+        return str(seq)
+
+    def _take(self, max_messages: int) -> tuple[list[Message], float | None]:
+        """Claim up to max_messages; also return when the next in-flight one reappears."""
+
+        def claim(db):
+            now = time.time()
+            rows = db.execute(
+                "SELECT seq, body, receive_count FROM messages "
+                "WHERE queue = ? AND visible_at <= ? ORDER BY seq LIMIT ?",
+                (self.name, now, max_messages),
+            ).fetchall()
+            taken = []
+            for seq, body, count in rows:
+                if count >= self.max_receives:
+                    db.execute(
+                        "UPDATE messages SET queue = ?, visible_at = 0, receipt = NULL WHERE seq = ?",
+                        (self._dead_name, seq),
+                    )
+                    continue
+                receipt = uuid.uuid4().hex
+                db.execute(
+                    "UPDATE messages SET visible_at = ?, receive_count = ?, receipt = ? WHERE seq = ?",
+                    (now + self.visibility_timeout, count + 1, receipt, seq),
+                )
+                taken.append(Message(str(seq), json.loads(body), receipt, count + 1))
+            if taken:
+                return taken, None
+            (next_visible,) = db.execute(
+                "SELECT MIN(visible_at) FROM messages WHERE queue = ?", (self.name,)
+            ).fetchone()
+            return taken, next_visible
+
+        return self._transaction(claim)
+
+    def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]:
+        deadline = time.monotonic() + wait
+        if wait > 0 and self._waiter is None:
+            self._waiter = Waiter(self._wake_dir)
+        while True:
+            if self._waiter:
+                self._waiter.drain()
+            messages, next_visible = self._take(max_messages)
+            remaining = deadline - time.monotonic()
+            if messages or remaining <= 0 or self._waiter is None:
+                return messages
+            sleep = min(remaining, _MAX_SLEEP)
+            if next_visible is not None:
+                sleep = min(sleep, max(0.0, next_visible - time.time()) + 0.001)
+            self._waiter.wait(sleep)
+
+    def ack(self, message: Message) -> bool:
+        def delete(db):
+            return db.execute(
+                "DELETE FROM messages WHERE seq = ? AND receipt = ?", (int(message.id), message.receipt)
+            ).rowcount
+
+        return bool(self._transaction(delete))
+
+    def extend(self, message: Message, seconds: float) -> bool:
+        def update(db):
+            return db.execute(
+                "UPDATE messages SET visible_at = ? WHERE seq = ? AND receipt = ? AND queue = ?",
+                (time.time() + seconds, int(message.id), message.receipt, self.name),
+            ).rowcount
+
+        changed = bool(self._transaction(update))
+        if changed and seconds <= 0:
+            wake_all(self._wake_dir)
+        return changed
+
+    def stats(self) -> QueueStats:
+        with self._lock:
+            now = time.time()
+            depth, in_flight = self._db.execute(
+                "SELECT COALESCE(SUM(visible_at <= ?), 0), COALESCE(SUM(visible_at > ?), 0) "
+                "FROM messages WHERE queue = ?",
+                (now, now, self.name),
+            ).fetchone()
+            (dead,) = self._db.execute(
+                "SELECT COUNT(*) FROM messages WHERE queue = ?", (self._dead_name,)
+            ).fetchone()
+        return QueueStats(depth, in_flight, dead)
+
+    def receive_dead(self, max_messages: int = 10) -> list[Message]:
+        def claim(db):
+            rows = db.execute(
+                "SELECT seq, body, receive_count FROM messages WHERE queue = ? AND visible_at <= ? "
+                "ORDER BY seq LIMIT ?",
+                (self._dead_name, time.time(), max_messages),
+            ).fetchall()
+            taken = []
+            for seq, body, count in rows:
+                receipt = uuid.uuid4().hex
+                db.execute(
+                    "UPDATE messages SET visible_at = ?, receipt = ? WHERE seq = ?",
+                    (time.time() + self.visibility_timeout, receipt, seq),
+                )
+                taken.append(Message(str(seq), json.loads(body), receipt, count))
+            return taken
+
+        return self._transaction(claim)
+
+    def delete(self) -> None:
+        self._transaction(
+            lambda db: db.execute("DELETE FROM messages WHERE queue IN (?, ?)", (self.name, self._dead_name))
+        )
+
+    def close(self) -> None:
+        if self._waiter:
+            self._waiter.close()
+            self._waiter = None
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,64 @@
+"""The object-store port's contract, run against every adapter."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from adapters import STORE_URLS, make_store
+from imgrec.store import ObjectNotFound
+
+
+@pytest.fixture(params=sorted(STORE_URLS))
+def store(request, tmp_path):
+    return make_store(STORE_URLS[request.param](tmp_path))
+
+
+def test_put_get_exists_delete(store):
+    store.put("inputs/j1/cat.jpg", b"meow")
+    assert store.get("inputs/j1/cat.jpg") == b"meow"
+    assert store.exists("inputs/j1/cat.jpg")
+    store.put("inputs/j1/cat.jpg", b"purr")  # overwrite
+    assert store.get("inputs/j1/cat.jpg") == b"purr"
+    store.delete("inputs/j1/cat.jpg")
+    assert not store.exists("inputs/j1/cat.jpg")
+    store.delete("inputs/j1/cat.jpg")  # deleting twice is fine
+
+
+def test_missing_object(store):
+    with pytest.raises(ObjectNotFound):
+        store.get("outputs/nope.json")
+    assert not store.exists("outputs/nope.json")
+
+
+def test_large_object_round_trip(store):
+    data = os.urandom(12 * 1024 * 1024)
+    store.put("big/blob.bin", data)
+    assert store.get("big/blob.bin") == data
+
+
+def test_list_with_prefixes(store):
+    for key in ["inputs/a/1.jpg", "inputs/a/2.jpg", "inputs/b/1.jpg", "outputs/a.json", "inputs-x/z"]:
+        store.put(key, b"x")
+    assert list(store.list("inputs/a/")) == ["inputs/a/1.jpg", "inputs/a/2.jpg"]
+    assert list(store.list("inputs/")) == ["inputs/a/1.jpg", "inputs/a/2.jpg", "inputs/b/1.jpg"]
+    assert list(store.list("inputs")) == [
+        "inputs-x/z", "inputs/a/1.jpg", "inputs/a/2.jpg", "inputs/b/1.jpg"
+    ]
+    assert list(store.list("nothing/")) == []
+    assert len(list(store.list())) == 5
+
+
+@pytest.mark.parametrize("key", ["../escape", "/abs", "a/../../b", "a//b", "", "a/\x00b", "a/./b", "sp ace"])
+def test_unsafe_keys_are_refused(store, key):
+    with pytest.raises(ValueError, match="unsafe object key"):
+        store.put(key, b"x")
+
+
+def test_url_fetches_the_object(store):
+    import urllib.request
+
+    store.put("outputs/r.json", b'{"ok": true}')
+    with urllib.request.urlopen(store.url("outputs/r.json")) as resp:
+        assert resp.read() == b'{"ok": true}'
