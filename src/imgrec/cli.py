@@ -126,5 +126,64 @@ def bench_engine(
     console.print(table)
 
 
+# --- the service -----------------------------------------------------------------------
+
+Host = Annotated[str | None, typer.Option(help="Address to listen on [IMGREC_HOST, default 127.0.0.1]")]
+Port = Annotated[int | None, typer.Option(help="Port [IMGREC_PORT, default 8000]")]
+MinW = Annotated[int | None, typer.Option(help="Fewest workers [IMGREC_MIN_WORKERS, default 0]")]
+MaxW = Annotated[int | None, typer.Option(help="Most workers [IMGREC_MAX_WORKERS, default: CPU count]")]
+Idle = Annotated[float | None, typer.Option(help="Seconds without work before scaling in [IMGREC_SCALE_IN_DELAY, default 30]")]
+
+
+def _overrides(**flags) -> dict[str, str]:
+    """Flags become IMGREC_* variables, so child processes see the same settings."""
+    env = {f"IMGREC_{k.upper()}": str(v) for k, v in flags.items() if v is not None}
+    os.environ.update(env)
+    return env
+
+
+@app.command("up")
+def up(host: Host = None, port: Port = None, min_workers: MinW = None, max_workers: MaxW = None, idle_timeout: Idle = None) -> None:
+    """Run the whole service: web tier + autoscaler (which runs the workers)."""
+    from imgrec.services import run_up, setup_logging
+
+    setup_logging()
+    env = _overrides(host=host, port=port, min_workers=min_workers, max_workers=max_workers, scale_in_delay=idle_timeout)
+    raise typer.Exit(run_up(Settings(), env))
+
+
+@app.command("web")
+def web(host: Host = None, port: Port = None) -> None:
+    """Run the web tier alone."""
+    from imgrec.services import run_web, setup_logging
+
+    setup_logging()
+    _overrides(host=host, port=port)
+    run_web(Settings())
+
+
+@app.command("worker")
+def worker(
+    idle_timeout: Annotated[float | None, typer.Option(help="Exit after this many seconds without work [IMGREC_WORKER_IDLE_TIMEOUT, default 30]")] = None,
+) -> None:
+    """Run one worker process (app tier)."""
+    from imgrec.services import setup_logging
+    from imgrec.worker import run_worker
+
+    setup_logging()
+    settings = Settings()
+    run_worker(settings, idle_timeout if idle_timeout is not None else settings.worker_idle_timeout)
+
+
+@app.command("autoscaler")
+def autoscaler(min_workers: MinW = None, max_workers: MaxW = None, idle_timeout: Idle = None) -> None:
+    """Run the autoscaler alone; it starts and stops local worker processes."""
+    from imgrec.services import run_autoscaler, setup_logging
+
+    setup_logging()
+    _overrides(min_workers=min_workers, max_workers=max_workers, scale_in_delay=idle_timeout)
+    run_autoscaler(Settings())
+
+
 if __name__ == "__main__":
     app()

@@ -24,7 +24,8 @@ class ImageRejected(ValueError):
     """The bytes are not an image we can classify; the message says why, for a person."""
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
+def open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Open lazily (the header only) and check format and size; raise ImageRejected."""
     if not data:
         raise ImageRejected("the file is empty")
     try:
@@ -72,7 +73,7 @@ def load_image(
     data: bytes, *, max_pixels: int, resize: int = 256, crop: int = 224, draft: bool = False
 ) -> np.ndarray:
     """Return the centre crop as a ``crop x crop x 3`` uint8 array, or raise ImageRejected."""
-    img = _open(data, max_pixels)
+    img = open_checked(data, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. Pillow's "truncated/corrupt EXIF" notes

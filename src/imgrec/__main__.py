@@ -1,0 +1,3 @@
+from imgrec.cli import app
+
+app(prog_name="imgrec")

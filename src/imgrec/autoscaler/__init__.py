@@ -1,0 +1,1 @@
+"""The autoscaler: a pure policy (`policy`) and the loop that applies it (`loop`)."""

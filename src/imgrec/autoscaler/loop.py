@@ -1,0 +1,44 @@
+"""`imgrec autoscaler`: every poll interval, snapshot -> policy -> actuator."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from imgrec.actuator import Actuator
+from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide
+from imgrec.queue import Queue
+
+log = logging.getLogger("imgrec.autoscaler")
+
+
+class Autoscaler:
+    def __init__(self, queue: Queue, actuator: Actuator, config: ScalingConfig, poll_interval: float) -> None:
+        self.queue, self.actuator, self.config = queue, actuator, config
+        self.poll_interval = poll_interval
+        self.state = PolicyState(desired=config.min_workers)
+        self._stop = threading.Event()
+
+    def tick(self) -> PolicyState:
+        stats = self.queue.stats()
+        before = self.state.desired
+        self.state = decide(Snapshot(time.time(), stats.depth, stats.in_flight), self.state, self.config)
+        if self.state.desired != before:
+            log.info(
+                "backlog %d, in flight %d: %d -> %d workers",
+                stats.depth, stats.in_flight, before, self.state.desired,
+            )
+        self.actuator.reconcile(self.state.desired)
+        return self.state
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("autoscaler tick failed; trying again")
+            self._stop.wait(self.poll_interval)
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()

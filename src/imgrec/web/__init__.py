@@ -1,0 +1,1 @@
+"""The web tier: FastAPI app, uploads, reply channel, metrics and the page."""

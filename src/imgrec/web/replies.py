@@ -1,0 +1,89 @@
+"""The reply channel of one web replica: its own queue, read by one thread.
+
+Workers send each result to the queue named in the request (`reply_to`), so
+replicas never take each other's replies. Waiting requests hold a future per job;
+if a reply is lost (e.g. the replica restarted), the result is still read from
+the store, which is checked every `recheck` seconds while waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+
+from imgrec import jobs
+from imgrec.queue import Queue
+from imgrec.store import ObjectNotFound, ObjectStore
+
+log = logging.getLogger("imgrec.web")
+
+
+class ReplyListener:
+    def __init__(self, queue: Queue, store: ObjectStore, recheck: float = 5.0) -> None:
+        self.queue, self.store, self.recheck = queue, store, recheck
+        self._waiting: dict[str, asyncio.Future] = {}  # touched only on the event loop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="replies", daemon=True)
+
+    @property
+    def name(self) -> str:
+        return self.queue.name
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.queue.delete()
+        self.queue.close()
+
+    def expect(self, job_id: str) -> asyncio.Future:
+        """Register before sending the request, so that no reply can arrive unexpected."""
+        fut = self._waiting[job_id] = asyncio.get_running_loop().create_future()
+        return fut
+
+    async def wait(self, job_id: str, fut: asyncio.Future, timeout: float) -> dict | None:
+        """The job's result, or None after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(fut), min(left, self.recheck))
+                except TimeoutError:
+                    if (result := await asyncio.to_thread(self._from_store, job_id)) is not None:
+                        return result
+            return None
+        finally:
+            self._waiting.pop(job_id, None)
+
+    def _from_store(self, job_id: str) -> dict | None:
+        try:
+            return json.loads(self.store.get(jobs.output_key(job_id)))
+        except ObjectNotFound:
+            return None
+
+    def _deliver(self, job_id: str, result: dict) -> None:
+        fut = self._waiting.get(job_id)
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+
+    def _listen(self) -> None:
+        assert self._loop is not None
+        while not self._stop.is_set():
+            try:
+                messages = self.queue.receive(100, wait=0.5)
+            except Exception:
+                log.exception("reading replies failed; retrying")
+                self._stop.wait(1.0)
+                continue
+            for m in messages:
+                body = m.body
+                if isinstance(body, dict) and "job_id" in body:
+                    self._loop.call_soon_threadsafe(self._deliver, body["job_id"], body.get("result", {}))
+                self.queue.ack(m)

@@ -1,0 +1,203 @@
+"""The app tier: take requests from the queue, classify them in batches, persist and reply.
+
+receive -> fetch inputs -> classify the whole batch -> write outputs -> reply -> ack.
+A result is written once per job id: a redelivered message whose output already
+exists is answered from the store, not classified again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+
+from imgrec import jobs, registry
+from imgrec.engine import Classifier, ImageError
+from imgrec.queue import Message, Queue, open_queue
+from imgrec.settings import Settings
+from imgrec.store import ObjectNotFound, ObjectStore, open_store
+
+log = logging.getLogger("imgrec.worker")
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+class Worker:
+    def __init__(
+        self, settings: Settings, queue: Queue, store: ObjectStore, classifier: Classifier, worker_id: str
+    ) -> None:
+        self.settings, self.queue, self.store, self.clf = settings, queue, store, classifier
+        self.id = worker_id
+        self.completed = 0
+        self.batch_sizes: Counter[int] = Counter()
+        self._stop = threading.Event()
+        self._reply_queues: dict[str, Queue] = {}
+        self._started = time.time()
+
+    def stop(self, *_: object) -> None:
+        """Take no new messages; the batch in hand is finished first."""
+        self._stop.set()
+
+    def run(self, idle_timeout: float) -> None:
+        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        beat.start()
+        last_work = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                idle_left = idle_timeout - (time.monotonic() - last_work)
+                if idle_left <= 0:
+                    log.info("worker %s idle for %.0fs, exiting", self.id, idle_timeout)
+                    break
+                messages = self.queue.receive(self.settings.max_batch, wait=min(idle_left, 0.5))
+                if not messages:
+                    continue
+                if self._stop.is_set():
+                    for m in messages:
+                        self.queue.release(m)
+                    break
+                self._handle_safely(messages)
+                last_work = time.monotonic()
+        finally:
+            self._stop.set()
+            beat.join(timeout=5)
+            self._write_heartbeat("stopped")
+            for q in self._reply_queues.values():
+                q.close()
+
+    def _handle_safely(self, messages: list[Message]) -> None:
+        try:
+            self.handle(messages)
+        except Exception:
+            # The store or a queue failed: let others (or us, later) retry these.
+            log.exception("batch of %d failed; releasing it for a retry", len(messages))
+            time.sleep(1.0)
+            for m in messages:
+                try:
+                    self.queue.release(m)
+                except Exception:
+                    log.exception("could not release message %s; it reappears after its timeout", m.id)
+
+    def handle(self, messages: list[Message]) -> None:
+        received = time.time()
+        todo: list[tuple[Message, dict, bytes | None]] = []
+        for m in messages:
+            body = m.body
+            if not isinstance(body, dict) or not jobs.is_id(str(body.get("job_id", ""))):
+                log.error("dropping malformed message %s: %r", m.id, body)
+                self.queue.ack(m)
+                continue
+            try:
+                existing = json.loads(self.store.get(jobs.output_key(body["job_id"])))
+            except ObjectNotFound:
+                existing = None
+            if existing is not None:  # redelivered after its result was written
+                self._reply(body, existing)
+                self.queue.ack(m)
+                continue
+            try:
+                data = self.store.get(body["input_key"])
+            except ObjectNotFound:
+                data = None
+            if body.get("mode") == "async":
+                self.store.put(jobs.running_key(body["job_id"]), jobs.dumps({"worker": self.id, "at": received}))
+            todo.append((m, body, data))
+        if not todo:
+            return
+        fetched = time.time()
+        decoded = self.clf.decode_many([d or b"" for _, _, d in todo])
+        decoded_at = time.time()
+        good = [x for x in decoded if isinstance(x, np.ndarray)]
+        predictions = iter(self.clf.infer(good))
+        inferred = time.time()
+        self.batch_sizes[len(todo)] += 1
+        n = len(todo)
+        for (m, body, data), d in zip(todo, decoded):
+            if data is None:
+                result: dict = {"error": "the uploaded input is no longer in the store"}
+            elif isinstance(d, ImageError):
+                result = d.to_dict()
+            else:
+                result = next(predictions).to_dict()
+            output = {
+                "job_id": body["job_id"],
+                "filename": body.get("filename"),
+                "input_key": body.get("input_key"),
+                **result,
+                "model": self.clf.model_id,
+                "worker": self.id,
+                "completed_at": time.time(),
+                "timings_ms": {
+                    "queue_wait": _ms(received - body.get("sent_at", received)),
+                    "fetch": _ms((fetched - received) / n),
+                    "decode": _ms((decoded_at - fetched) / n),
+                    "inference": _ms((inferred - decoded_at) / max(1, len(good))),
+                    "batch_size": n,
+                },
+            }
+            self.store.put(jobs.output_key(body["job_id"]), jobs.dumps(output), "application/json")
+            self._reply(body, output)
+            self.queue.ack(m)
+            self.completed += 1
+
+    def _reply(self, body: dict, output: dict) -> None:
+        reply_to = body.get("reply_to")
+        if not reply_to:
+            return  # an async job: the result in the store is the answer
+        try:
+            q = self._reply_queues.get(reply_to)
+            if q is None:
+                q = self._reply_queues[reply_to] = open_queue(self.settings.queue_url, reply_to)
+            q.send({"job_id": body["job_id"], "result": output})
+        except Exception:
+            # The waiting web tier recovers the result from the store.
+            log.exception("reply to %s failed for job %s", reply_to, body["job_id"])
+
+    def _heartbeat_loop(self) -> None:
+        self._write_heartbeat("running")
+        while not self._stop.wait(registry.HEARTBEAT_SECONDS):
+            self._write_heartbeat("running")
+
+    def _write_heartbeat(self, state: str) -> None:
+        beat = {
+            "id": self.id,
+            "state": state,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": self._started,
+            "last_seen": time.time(),
+            "completed": self.completed,
+            "batch_sizes": {str(k): v for k, v in self.batch_sizes.items()},
+        }
+        try:
+            self.store.put(registry.heartbeat_key(self.id), jobs.dumps(beat), "application/json")
+        except Exception:
+            log.exception("heartbeat failed")
+
+
+def run_worker(settings: Settings, idle_timeout: float, worker_id: str | None = None) -> None:
+    """Entry point of `imgrec worker`: one process, one model session."""
+    import setproctitle
+
+    setproctitle.setproctitle("imgrec worker")
+    worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{jobs.new_id()[:6]}"
+    store = open_store(settings.store_url)
+    queue = open_queue(
+        settings.queue_url, jobs.REQUEST_QUEUE,
+        visibility_timeout=settings.visibility_timeout, max_receives=settings.max_receives,
+    )
+    clf = Classifier(settings.model_path, threads=settings.intra_op_threads, max_pixels=settings.max_pixels)
+    worker = Worker(settings, queue, store, clf, worker_id)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    log.info("worker %s ready (model %s)", worker_id, clf.model_id)
+    worker.run(idle_timeout)
+    queue.close()
