@@ -39,3 +39,25 @@ def write_folder(folder: Path, images: dict[str, bytes]) -> Path:
     for name, data in images.items():
         (folder / name).write_bytes(data)
     return folder
+
+
+PHOTO_FILES = ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "motorcycle_left.png", "horse.png"]
+
+
+def photo_variants(n: int) -> dict[str, bytes]:
+    """n distinct real photographs: crops, flips and sizes of the ones scikit-image ships."""
+    bases = [Image.open(SKIMAGE_DATA / f).convert("RGB") for f in PHOTO_FILES]
+    out = {}
+    for i in range(n):
+        img = bases[i % len(bases)]
+        k = i // len(bases)
+        w, h = img.size
+        margin = (k % 5) * 0.04
+        img = img.crop((int(w * margin), int(h * margin), int(w * (1 - margin / 2)), int(h * (1 - margin / 2))))
+        if k % 2:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        scale = 0.6 + 0.1 * (k % 4)
+        img = img.resize((max(32, int(img.width * scale)), max(32, int(img.height * scale))))
+        stem = PHOTO_FILES[i % len(bases)].split(".")[0]
+        out[f"test_{i}_{stem}.jpg"] = encode(img, "JPEG", quality=90)
+    return out

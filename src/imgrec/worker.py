@@ -134,6 +134,7 @@ class Worker:
                 **result,
                 "model": self.clf.model_id,
                 "worker": self.id,
+                "attempt": m.receive_count,
                 "completed_at": time.time(),
                 "timings_ms": {
                     "queue_wait": _ms(received - body.get("sent_at", received)),

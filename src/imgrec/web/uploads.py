@@ -12,6 +12,7 @@ from fastapi import Request
 from starlette.datastructures import UploadFile
 
 from imgrec.preprocess import ImageRejected, open_checked
+from imgrec.web.limits import BodyTooLarge
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ async def read_uploads(request: Request, fields: tuple[str, ...], max_files: int
         raise UploadError(415, f"send the image as multipart/form-data in the field {field_list} (got {ctype or 'no content type'})")
     try:
         form = await request.form(max_files=max_files, max_fields=max_files + 20)
+    except BodyTooLarge:
+        raise  # answered with 413 by the middleware that raised it
     except Exception as exc:  # python-multipart/starlette parse errors, too many parts
         detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
         raise UploadError(400, f"could not read the multipart body: {detail}") from None
