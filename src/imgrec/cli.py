@@ -124,6 +124,17 @@ def bench_engine(
             f"{1000 / r.plain_ms:.1f}", f"{r.ratio:.2f}x",
         )
     console.print(table)
+    from imgrec.bench.engine import bench_parallelism
+
+    cores = os.cpu_count() or 1
+    if cores > 1:
+        par = bench_parallelism(Settings().model_path, read_images(folder), cores)
+        table = Table(title="parallelism on all cores (decode + inference, batch 8)")
+        table.add_column("layout")
+        table.add_column("images/s", justify="right")
+        for layout, ips in par.items():
+            table.add_row(layout, f"{ips:.1f}")
+        console.print(table)
 
 
 # --- the service -----------------------------------------------------------------------

@@ -96,3 +96,38 @@ def bench_engine(
         d, z, i = (1000 * x / n for x in best_engine)
         results.append(StageTimes(bs, d, z, i, 1000 * best_plain / n))
     return results
+
+
+def _throughput(model_dir: Path, images: list[bytes], threads: int, batch_size: int, rounds: int, start=None) -> float:
+    clf = Classifier(model_dir, threads=threads)
+    clf.classify(images[:batch_size])  # warm-up
+    if start is not None:
+        start.wait()  # all processes begin together
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        for i in range(0, len(images), batch_size):
+            clf.classify(images[i : i + batch_size])
+    return rounds * len(images) / (time.perf_counter() - t0)
+
+
+def _throughput_child(args, start, out) -> None:
+    out.put(_throughput(*args, start=start))
+
+
+def bench_parallelism(model_dir: Path, images: list[bytes], cores: int, batch_size: int = 8, rounds: int = 2) -> dict[str, float]:
+    """Images/s of one process with `cores` intra-op threads vs `cores` single-threaded processes."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    results = {f"1 process x {cores} threads": _throughput(model_dir, images, cores, batch_size, rounds)}
+    start, out = ctx.Barrier(cores), ctx.Queue()
+    procs = [
+        ctx.Process(target=_throughput_child, args=((model_dir, images, 1, batch_size, rounds), start, out))
+        for _ in range(cores)
+    ]
+    for p in procs:
+        p.start()
+    results[f"{cores} processes x 1 thread"] = sum(out.get() for _ in procs)
+    for p in procs:
+        p.join()
+    return results
