@@ -1,25 +1,52 @@
-"""Every adapter of each port, for the contract suites (one fixture per port)."""
+"""Every adapter of each port, for the contract suites: name -> URL factory.
+
+Each factory takes pytest's `request` (to start the server it needs, once per
+session) and returns a URL unique to the test, so tests never share a queue or bucket.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+import uuid
 
-from imgrec.queue import Queue, open_queue
-from imgrec.store import ObjectStore, open_store
-
-# name -> function(tmp_path) -> URL. Later adapters add themselves here.
-QUEUE_URLS: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda tmp: f"sqlite://{tmp}/queue.sqlite3",
-}
-STORE_URLS: dict[str, Callable[[Path], str]] = {
-    "local": lambda tmp: (tmp / "store").as_uri(),
-}
+import pytest
 
 
-def make_queue(url: str, name: str = "requests", **options) -> Queue:
-    return open_queue(url, name, **options)
+def _sqlite(request) -> str:
+    return f"sqlite://{request.getfixturevalue('tmp_path')}/queue.sqlite3"
 
 
-def make_store(url: str) -> ObjectStore:
-    return open_store(url)
+def _redis(request) -> str:
+    server = request.getfixturevalue("redis_server")
+    return f"{server.url}?prefix=t{uuid.uuid4().hex[:12]}"
+
+
+def _sqs(request) -> str:
+    request.getfixturevalue("moto_server")
+    return f"sqs://t{uuid.uuid4().hex[:12]}"
+
+
+def _local(request) -> str:
+    return (request.getfixturevalue("tmp_path") / "store").as_uri()
+
+
+def _s3(request) -> str:
+    request.getfixturevalue("moto_server")
+    from imgrec.stores.s3 import S3Store
+
+    url = f"s3://b{uuid.uuid4().hex[:12]}/prefix"
+    S3Store(url).create()
+    return url
+
+
+QUEUES = {"sqlite": _sqlite, "redis": _redis, "sqs": _sqs}
+STORES = {"local": _local, "s3": _s3}
+
+
+@pytest.fixture(params=sorted(QUEUES))
+def queue_url(request) -> str:
+    return QUEUES[request.param](request)
+
+
+@pytest.fixture(params=sorted(STORES))
+def store_url(request) -> str:
+    return STORES[request.param](request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,28 @@ def classifier(model_dir):
 @pytest.fixture(scope="session")
 def photo_bytes() -> dict[str, bytes]:
     return {name: (SKIMAGE_DATA / name).read_bytes() for name in PHOTOS}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    from servers import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    from servers import MotoServer
+
+    server = MotoServer()
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    yield server
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()

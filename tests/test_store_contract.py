@@ -6,13 +6,13 @@ import os
 
 import pytest
 
-from adapters import STORE_URLS, make_store
-from imgrec.store import ObjectNotFound
+from adapters import store_url  # noqa: F401 - the fixture, parametrised over every adapter
+from imgrec.store import ObjectNotFound, open_store
 
 
-@pytest.fixture(params=sorted(STORE_URLS))
-def store(request, tmp_path):
-    return make_store(STORE_URLS[request.param](tmp_path))
+@pytest.fixture
+def store(store_url):  # noqa: F811
+    return open_store(store_url)
 
 
 def test_put_get_exists_delete(store):

@@ -70,11 +70,23 @@ class Queue(ABC):
         pass
 
 
-def open_queue(url: str, name: str, **options) -> Queue:
-    """The adapter for a URL, e.g. ``sqlite:///var/lib/imgrec/queue.sqlite3``."""
+def open_queue(url: str, name: str, *, create: bool = False, **options) -> Queue:
+    """The adapter for a URL, e.g. ``sqlite:///var/lib/imgrec/queue.sqlite3``.
+
+    `create` makes the queue where that is a separate step (SQS); elsewhere a queue
+    exists as soon as it is used.
+    """
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         from imgrec.queues.sqlite import SqliteQueue
 
         return SqliteQueue(url, name, **options)
-    raise ValueError(f"unknown queue URL {url!r}: supported schemes are sqlite://")
+    if scheme in ("redis", "rediss"):
+        from imgrec.queues.redis import RedisQueue
+
+        return RedisQueue(url, name, **options)
+    if scheme == "sqs":
+        from imgrec.queues.sqs import SqsQueue
+
+        return SqsQueue(url, name, create=create, **options)
+    raise ValueError(f"unknown queue URL {url!r}: supported schemes are sqlite://, redis:// and sqs://")

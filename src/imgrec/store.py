@@ -57,4 +57,8 @@ def open_store(url: str) -> ObjectStore:
         from imgrec.stores.local import LocalStore
 
         return LocalStore(url)
-    raise ValueError(f"unknown store URL {url!r}: supported schemes are file://")
+    if scheme == "s3":
+        from imgrec.stores.s3 import S3Store
+
+        return S3Store(url)
+    raise ValueError(f"unknown store URL {url!r}: supported schemes are file:// and s3://")

@@ -1,0 +1,135 @@
+"""`RedisQueue`: a Redis stream with one consumer group.
+
+URL ``redis://host:port/db?prefix=imgrec`` (``rediss://`` for TLS). Queue `name`
+is the stream ``<prefix>:<name>``. A received message is pending for its
+consumer; once it has been idle longer than the visibility timeout any consumer
+takes it over with XAUTOCLAIM (its delivery count grows). After `max_receives`
+deliveries it moves to the stream ``<prefix>:<name>:dead``. Depth is the group's
+lag, in-flight its pending entries. Needs Redis 6.2 or newer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from urllib.parse import parse_qs, urlparse, urlunparse
+
+from imgrec._optional import require
+from imgrec.queue import Message, Queue, QueueStats
+
+GROUP = "imgrec"
+# A blocked reader wakes at least this often to take over messages whose consumer died.
+_MAX_BLOCK = 1.0
+
+
+class RedisQueue(Queue):
+    def __init__(self, url: str, name: str, *, client=None, **options) -> None:
+        super().__init__(name, **options)
+        redis = require("redis", "redis", "the Redis queue")
+        parsed = urlparse(url)
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        prefix = query.pop("prefix", "imgrec")
+        self.key = f"{prefix}:{name}"
+        self.dead_key = f"{self.key}:dead"
+        self._consumer = uuid.uuid4().hex
+        self._redis = client or redis.Redis.from_url(urlunparse(parsed._replace(query="")), decode_responses=True)
+        self._response_error = redis.ResponseError
+        for key in (self.key, self.dead_key):
+            try:
+                self._redis.xgroup_create(key, GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def send(self, body: dict) -> str:
+        # NOMKSTREAM: a deleted queue (a stopped replica's replies) is not brought back to life.
+        entry_id = self._redis.xadd(self.key, {"body": json.dumps(body)}, nomkstream=True)
+        if entry_id is None:
+            raise RuntimeError(f"queue {self.key} does not exist (deleted)")
+        return entry_id
+
+    def _message(self, entry_id: str, fields: dict, count: int) -> Message:
+        return Message(entry_id, json.loads(fields["body"]), f"{entry_id}/{self._consumer}/{count}", count)
+
+    def _reclaim(self, key: str, max_messages: int, min_idle_ms: int) -> list[tuple[str, dict, int]]:
+        """Take over messages idle past the visibility timeout, with their delivery counts."""
+        _, entries, _deleted = self._redis.xautoclaim(
+            key, GROUP, self._consumer, min_idle_time=min_idle_ms, start_id="0-0", count=max_messages
+        )
+        if not entries:
+            return []
+        counts = {
+            p["message_id"]: p["times_delivered"]
+            for p in self._redis.xpending_range(key, GROUP, min=entries[0][0], max=entries[-1][0], count=len(entries) * 4, consumername=self._consumer)
+        }
+        return [(eid, fields, counts.get(eid, 1)) for eid, fields in entries if fields]
+
+    def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]:
+        deadline = time.monotonic() + wait
+        vt_ms = int(self.visibility_timeout * 1000)
+        while True:
+            messages = []
+            for eid, fields, count in self._reclaim(self.key, max_messages, vt_ms):
+                if count > self.max_receives:
+                    self._to_dead_letter(eid, fields)
+                else:
+                    messages.append(self._message(eid, fields, count))
+            if len(messages) < max_messages:
+                remaining = deadline - time.monotonic()
+                block = None if messages or remaining <= 0 else max(1, int(1000 * min(remaining, _MAX_BLOCK)))
+                streams = self._redis.xreadgroup(
+                    GROUP, self._consumer, {self.key: ">"}, count=max_messages - len(messages), block=block
+                )
+                for _, entries in streams or []:
+                    messages += [self._message(eid, fields, 1) for eid, fields in entries]
+            if messages or time.monotonic() >= deadline:
+                return messages
+
+    def _to_dead_letter(self, entry_id: str, fields: dict) -> None:
+        pipe = self._redis.pipeline()
+        pipe.xadd(self.dead_key, fields)
+        pipe.xack(self.key, GROUP, entry_id)
+        pipe.xdel(self.key, entry_id)
+        pipe.execute()
+
+    def ack(self, message: Message) -> bool:
+        key = self.dead_key if message.receipt.startswith("dead:") else self.key
+        pipe = self._redis.pipeline()
+        pipe.xack(key, GROUP, message.id)
+        pipe.xdel(key, message.id)
+        acked, _ = pipe.execute()
+        return bool(acked)
+
+    def extend(self, message: Message, seconds: float) -> bool:
+        # XCLAIM can set a pending entry's idle time: idle = vt - seconds makes it
+        # reclaimable `seconds` from now (0: at once). JUSTID keeps the delivery count.
+        idle = max(0, int((self.visibility_timeout - seconds) * 1000))
+        claimed = self._redis.xclaim(
+            self.key, GROUP, self._consumer, min_idle_time=0, message_ids=[message.id], idle=idle, justid=True
+        )
+        return bool(claimed)
+
+    def stats(self) -> QueueStats:
+        try:
+            group = next(g for g in self._redis.xinfo_groups(self.key) if g["name"] == GROUP)
+        except (self._response_error, StopIteration):  # deleted
+            return QueueStats(0, 0, int(self._redis.xlen(self.dead_key)))
+        lag = group.get("lag")
+        if lag is None:  # Redis could not compute it (e.g. deletions): count past the last delivered id
+            lag = len(self._redis.xrange(self.key, min="(" + group["last-delivered-id"], max="+"))
+        return QueueStats(int(lag), int(group["pending"]), int(self._redis.xlen(self.dead_key)))
+
+    def receive_dead(self, max_messages: int = 10) -> list[Message]:
+        vt_ms = int(self.visibility_timeout * 1000)
+        entries = [(eid, f) for eid, f, _ in self._reclaim(self.dead_key, max_messages, vt_ms)]
+        if len(entries) < max_messages:
+            streams = self._redis.xreadgroup(GROUP, self._consumer, {self.dead_key: ">"}, count=max_messages - len(entries))
+            entries += [e for _, es in streams or [] for e in es]
+        return [Message(eid, json.loads(f["body"]), f"dead:{eid}/{self._consumer}", self.max_receives) for eid, f in entries]
+
+    def delete(self) -> None:
+        self._redis.delete(self.key, self.dead_key)
+
+    def close(self) -> None:
+        self._redis.close()

@@ -1,0 +1,140 @@
+"""`SqsQueue`: AWS SQS (or an SQS-compatible endpoint), standard or FIFO.
+
+URL ``sqs://<prefix>``: queue `name` is the SQS queue ``<prefix>-<name>`` and its
+dead-letter queue ``<prefix>-<name>-dead`` (a redrive policy moves a message there
+after `max_receives` receives). ``sqs://<prefix>?fifo=1`` uses FIFO queues (each
+job its own message group, so they are processed in parallel). Endpoint and
+credentials from the AWS chain (`AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL`, ...).
+The queues must exist (`imgrec init`) unless opened with ``create=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from urllib.parse import parse_qs, urlparse
+
+from imgrec._optional import require
+from imgrec.queue import Message, Queue, QueueStats
+
+_MAX_LONG_POLL = 20  # seconds: SQS's limit for WaitTimeSeconds
+_MAX_BATCH = 10  # SQS's limit for MaxNumberOfMessages
+
+
+class SqsQueue(Queue):
+    def __init__(self, url: str, name: str, *, create: bool = False, client=None, **options) -> None:
+        super().__init__(name, **options)
+        boto3 = require("boto3", "aws", "the SQS queue")
+        from botocore.config import Config
+
+        parsed = urlparse(url)
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        prefix = parsed.netloc or "imgrec"
+        self.fifo = query.get("fifo", "0").lower() in ("1", "true", "yes")
+        suffix = ".fifo" if self.fifo else ""
+        self.sqs_name = f"{prefix}-{name}{suffix}"
+        self.dead_name = f"{prefix}-{name}-dead{suffix}"
+        self._sqs = client or boto3.client("sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+        self._errors = self._sqs.exceptions
+        if create:
+            self.create()
+        try:
+            self._url = self._sqs.get_queue_url(QueueName=self.sqs_name)["QueueUrl"]
+            self._dead_url = self._sqs.get_queue_url(QueueName=self.dead_name)["QueueUrl"]
+        except self._errors.QueueDoesNotExist:
+            raise RuntimeError(f"SQS queue {self.sqs_name} does not exist; create it with: imgrec init") from None
+
+    def create(self) -> None:
+        fifo = {"FifoQueue": "true"} if self.fifo else {}
+        dead_url = self._sqs.create_queue(QueueName=self.dead_name, Attributes={**fifo})["QueueUrl"]
+        dead_arn = self._sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(self.max_receives)})
+        self._sqs.create_queue(
+            QueueName=self.sqs_name,
+            Attributes={
+                **fifo,
+                "VisibilityTimeout": str(math.ceil(self.visibility_timeout)),
+                "RedrivePolicy": redrive,
+            },
+        )
+
+    def send(self, body: dict) -> str:
+        extra = {}
+        if self.fifo:
+            key = str(body.get("job_id") or uuid.uuid4().hex)
+            extra = {"MessageGroupId": key, "MessageDeduplicationId": key}
+        return self._sqs.send_message(QueueUrl=self._url, MessageBody=json.dumps(body), **extra)["MessageId"]
+
+    def _receive(self, url: str, max_messages: int, wait: float) -> list[Message]:
+        response = self._sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=max(1, min(_MAX_BATCH, max_messages)),
+            WaitTimeSeconds=math.ceil(min(wait, _MAX_LONG_POLL)),
+            VisibilityTimeout=math.ceil(self.visibility_timeout),
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return [
+            Message(
+                m["MessageId"], json.loads(m["Body"]), m["ReceiptHandle"],
+                int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+            )
+            for m in response.get("Messages", [])
+        ]
+
+    def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]:
+        deadline = time.monotonic() + wait
+        while True:
+            messages = self._receive(self._url, max_messages, max(0.0, deadline - time.monotonic()))
+            # SQS returns at most 10 at once: take what else is already waiting.
+            while messages and len(messages) < max_messages:
+                more = self._receive(self._url, max_messages - len(messages), 0)
+                if not more:
+                    break
+                messages += more
+            if messages or time.monotonic() >= deadline:
+                return messages
+
+    def ack(self, message: Message) -> bool:
+        for url in (self._url, self._dead_url):
+            try:
+                self._sqs.delete_message(QueueUrl=url, ReceiptHandle=message.receipt)
+                return True
+            except (self._errors.ReceiptHandleIsInvalid, self._errors.ClientError):
+                continue
+        return False
+
+    def extend(self, message: Message, seconds: float) -> bool:
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self._url, ReceiptHandle=message.receipt, VisibilityTimeout=math.ceil(seconds)
+            )
+            return True
+        except self._errors.ClientError:
+            return False  # not in flight any more, or a stale receipt
+
+    def _counts(self, url: str) -> tuple[int, int]:
+        try:
+            attrs = self._sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+        except self._errors.QueueDoesNotExist:  # deleted
+            return 0, 0
+        return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def stats(self) -> QueueStats:
+        depth, in_flight = self._counts(self._url)
+        dead, dead_in_flight = self._counts(self._dead_url)
+        return QueueStats(depth, in_flight, dead + dead_in_flight)
+
+    def receive_dead(self, max_messages: int = 10) -> list[Message]:
+        return self._receive(self._dead_url, max_messages, 0)
+
+    def delete(self) -> None:
+        for url in (self._url, self._dead_url):
+            try:
+                self._sqs.delete_queue(QueueUrl=url)
+            except self._errors.QueueDoesNotExist:
+                pass

@@ -1,0 +1,78 @@
+"""`S3Store`: objects in any S3-compatible service (AWS S3, MinIO, Ceph, ...).
+
+Endpoint, region and credentials come from the standard AWS chain: environment
+(`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...), profiles,
+instance roles. URL: ``s3://bucket/prefix``; ``?addressing=virtual|path`` overrides
+the addressing style (path by default when a custom endpoint is set, as MinIO wants).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlparse
+
+from imgrec._optional import require
+from imgrec.store import ObjectNotFound, ObjectStore, check_key
+
+
+class S3Store(ObjectStore):
+    def __init__(self, url: str, client=None) -> None:
+        boto3 = require("boto3", "aws", "the S3 store")
+        from botocore.config import Config
+
+        parsed = urlparse(url)
+        self.bucket = parsed.netloc
+        if not self.bucket:
+            raise ValueError(f"no bucket in store URL {url!r}; e.g. s3://my-bucket/imgrec")
+        self.prefix = parsed.path.strip("/") + "/" if parsed.path.strip("/") else ""
+        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        style = options.get("addressing", "path" if custom_endpoint else "auto")
+        config = Config(s3={"addressing_style": style}, retries={"mode": "standard", "max_attempts": 5})
+        self._s3 = client or boto3.client("s3", config=config)
+        self._errors = self._s3.exceptions
+
+    def _key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def create(self) -> None:
+        """Create the bucket if it does not exist (`imgrec init`)."""
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except self._errors.ClientError:
+            region = self._s3.meta.region_name
+            kwargs = {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            self._s3.create_bucket(Bucket=self.bucket, **kwargs)
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except self._errors.NoSuchKey:
+            raise ObjectNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except self._errors.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
+        for page in pages:
+            for obj in page.get("Contents", []):
+                yield obj["Key"][len(self.prefix):]
+
+    def delete(self, key: str) -> None:
+        self._s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def url(self, key: str, expires: int = 3600) -> str:
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires
+        )
