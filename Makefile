@@ -6,15 +6,22 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup run test bench clean
-setup: $(VENV)/.installed
+.PHONY: setup run test clean redis-server
+setup: $(VENV)/.installed redis-server
 	$(BIN)/imgrec model build
+
+# The Redis adapter's tests start their own redis-server; it comes from the system.
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "note: install redis-server (e.g. apt-get install redis-server) to run the Redis tests"; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[export,test]"
+	$(BIN)/pip install -q -e ".[export,aws,redis,test]"
 	touch $@
 
 run: setup

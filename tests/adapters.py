@@ -25,6 +25,10 @@ def _sqs(request) -> str:
     return f"sqs://t{uuid.uuid4().hex[:12]}"
 
 
+def _sqs_fifo(request) -> str:
+    return _sqs(request) + "?fifo=1"
+
+
 def _local(request) -> str:
     return (request.getfixturevalue("tmp_path") / "store").as_uri()
 
@@ -38,7 +42,7 @@ def _s3(request) -> str:
     return url
 
 
-QUEUES = {"sqlite": _sqlite, "redis": _redis, "sqs": _sqs}
+QUEUES = {"sqlite": _sqlite, "redis": _redis, "sqs": _sqs, "sqs-fifo": _sqs_fifo}
 STORES = {"local": _local, "s3": _s3}
 
 

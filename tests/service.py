@@ -53,7 +53,7 @@ class Service:
             env=self.env, stdout=self._log_file, stderr=subprocess.STDOUT,
         )
         wait_until(self._healthy, 60, what=f"the service to start (log: {self.log})")
-        self.store = open_store(Settings(data_dir=data_dir).store_url)
+        self.store = open_store(Settings(data_dir=data_dir, store=self.env.get("IMGREC_STORE", "")).store_url)
 
     def _healthy(self) -> bool:
         assert self.proc.poll() is None, self.log.read_text()
@@ -95,3 +95,22 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+class Part:
+    """One part alone (`imgrec web`, `imgrec worker`, ...), as an operator runs it on a host."""
+
+    def __init__(self, log: Path, env: dict[str, str], *args: str) -> None:
+        self.log = log
+        self._log_file = log.open("w")
+        self.proc = subprocess.Popen([IMGREC, *args], env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log_file.close()
+        return self.proc.returncode

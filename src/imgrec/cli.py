@@ -153,6 +153,15 @@ def _overrides(**flags) -> dict[str, str]:
     return env
 
 
+@app.command("init")
+def init() -> None:
+    """Create the bucket and queues the configured adapters need (idempotent)."""
+    from imgrec import connect
+
+    for line in connect.init(Settings()):
+        console.print(line)
+
+
 @app.command("up")
 def up(host: Host = None, port: Port = None, min_workers: MinW = None, max_workers: MaxW = None, idle_timeout: Idle = None) -> None:
     """Run the whole service: web tier + autoscaler (which runs the workers)."""

@@ -73,18 +73,19 @@ class Queue(ABC):
 def open_queue(url: str, name: str, *, create: bool = False, **options) -> Queue:
     """The adapter for a URL, e.g. ``sqlite:///var/lib/imgrec/queue.sqlite3``.
 
-    `create` makes the queue where that is a separate step (SQS); elsewhere a queue
-    exists as soon as it is used.
+    `create` makes the queue if it is missing (and uses it as it is otherwise); without
+    it a queue that does not exist is not brought into being, e.g. when a worker
+    replies to a web replica that has stopped and deleted its reply queue.
     """
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         from imgrec.queues.sqlite import SqliteQueue
 
-        return SqliteQueue(url, name, **options)
+        return SqliteQueue(url, name, create=create, **options)
     if scheme in ("redis", "rediss"):
         from imgrec.queues.redis import RedisQueue
 
-        return RedisQueue(url, name, **options)
+        return RedisQueue(url, name, create=create, **options)
     if scheme == "sqs":
         from imgrec.queues.sqs import SqsQueue
 

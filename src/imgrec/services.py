@@ -48,17 +48,13 @@ def worker_idle_timeout(settings: Settings) -> float:
 def run_autoscaler(settings: Settings) -> None:
     import setproctitle
 
-    from imgrec import jobs
+    from imgrec import connect
     from imgrec.actuators.local import LocalActuator
     from imgrec.autoscaler.loop import Autoscaler
     from imgrec.autoscaler.policy import ScalingConfig
-    from imgrec.queue import open_queue
 
     setproctitle.setproctitle("imgrec autoscaler")
-    queue = open_queue(
-        settings.queue_url, jobs.REQUEST_QUEUE,
-        visibility_timeout=settings.visibility_timeout, max_receives=settings.max_receives,
-    )
+    queue = connect.request_queue(settings)
     actuator = LocalActuator(["--idle-timeout", str(worker_idle_timeout(settings))])
     config = ScalingConfig(
         settings.min_workers, settings.max_workers, settings.target_per_worker, settings.scale_in_delay
@@ -89,10 +85,13 @@ def run_up(settings: Settings, env_overrides: dict[str, str]) -> int:
     """Web tier + autoscaler as child processes; Ctrl-C or SIGTERM stops everything."""
     import setproctitle
 
+    from imgrec import connect
     from imgrec.model import build
 
     setproctitle.setproctitle("imgrec up")
     build(settings.model_path)  # once, before any worker looks for it
+    for line in connect.init(settings):
+        log.info(line)
     env = {**os.environ, **env_overrides}
     python = [sys.executable, "-m", "imgrec"]
     children = {

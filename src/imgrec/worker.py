@@ -7,6 +7,7 @@ exists is answered from the store, not classified again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,11 +19,11 @@ from collections import Counter
 
 import numpy as np
 
-from imgrec import jobs, registry
+from imgrec import connect, jobs, registry
 from imgrec.engine import Classifier, ImageError
 from imgrec.queue import Message, Queue, open_queue
 from imgrec.settings import Settings
-from imgrec.store import ObjectNotFound, ObjectStore, open_store
+from imgrec.store import ObjectNotFound, ObjectStore
 
 log = logging.getLogger("imgrec.worker")
 
@@ -73,9 +74,29 @@ class Worker:
             for q in self._reply_queues.values():
                 q.close()
 
+    @contextlib.contextmanager
+    def _kept_invisible(self, messages: list[Message]):
+        """While a batch runs longer than half the visibility timeout, extend it, so that
+        no other worker takes the same messages meanwhile."""
+        every = self.queue.visibility_timeout / 2
+        done = threading.Event()
+
+        def keep() -> None:
+            while not done.wait(every):
+                for m in messages:
+                    self.queue.extend(m, self.queue.visibility_timeout)
+
+        keeper = threading.Thread(target=keep, name="keep-invisible", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
+
     def _handle_safely(self, messages: list[Message]) -> None:
         try:
-            self.handle(messages)
+            self.handle_batch(messages)
         except Exception:
             # The store or a queue failed: let others (or us, later) retry these.
             log.exception("batch of %d failed; releasing it for a retry", len(messages))
@@ -86,7 +107,11 @@ class Worker:
                 except Exception:
                     log.exception("could not release message %s; it reappears after its timeout", m.id)
 
-    def handle(self, messages: list[Message]) -> None:
+    def handle_batch(self, messages: list[Message]) -> None:
+        with self._kept_invisible(messages):
+            self._process(messages)
+
+    def _process(self, messages: list[Message]) -> None:
         received = time.time()
         todo: list[tuple[Message, dict, bytes | None]] = []
         for m in messages:
@@ -190,11 +215,8 @@ def run_worker(settings: Settings, idle_timeout: float, worker_id: str | None = 
 
     setproctitle.setproctitle("imgrec worker")
     worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{jobs.new_id()[:6]}"
-    store = open_store(settings.store_url)
-    queue = open_queue(
-        settings.queue_url, jobs.REQUEST_QUEUE,
-        visibility_timeout=settings.visibility_timeout, max_receives=settings.max_receives,
-    )
+    store = connect.store(settings)
+    queue = connect.request_queue(settings)
     clf = Classifier(settings.model_path, threads=settings.intra_op_threads, max_pixels=settings.max_pixels)
     worker = Worker(settings, queue, store, clf, worker_id)
     signal.signal(signal.SIGTERM, worker.stop)

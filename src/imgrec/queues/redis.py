@@ -24,7 +24,7 @@ _MAX_BLOCK = 1.0
 
 
 class RedisQueue(Queue):
-    def __init__(self, url: str, name: str, *, client=None, **options) -> None:
+    def __init__(self, url: str, name: str, *, create: bool = False, client=None, **options) -> None:
         super().__init__(name, **options)
         redis = require("redis", "redis", "the Redis queue")
         parsed = urlparse(url)
@@ -35,10 +35,16 @@ class RedisQueue(Queue):
         self._consumer = uuid.uuid4().hex
         self._redis = client or redis.Redis.from_url(urlunparse(parsed._replace(query="")), decode_responses=True)
         self._response_error = redis.ResponseError
+        if create:
+            self.create()
+
+    def create(self) -> None:
+        """The streams and their consumer group; without this a queue is only written to
+        if it exists (a stopped replica's reply queue is not brought back)."""
         for key in (self.key, self.dead_key):
             try:
                 self._redis.xgroup_create(key, GROUP, id="0", mkstream=True)
-            except redis.ResponseError as exc:
+            except self._response_error as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
 

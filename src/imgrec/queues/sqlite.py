@@ -38,7 +38,10 @@ def _path_from_url(url: str) -> Path:
 
 
 class SqliteQueue(Queue):
-    def __init__(self, url: str, name: str, **options) -> None:
+    """All queues share one table; a queue exists as soon as it is written to (`create`
+    is accepted for symmetry with the other adapters and does nothing)."""
+
+    def __init__(self, url: str, name: str, *, create: bool = False, **options) -> None:
         super().__init__(name, **options)
         self.path = _path_from_url(url)
         self.path.parent.mkdir(parents=True, exist_ok=True)

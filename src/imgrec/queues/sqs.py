@@ -5,7 +5,8 @@ dead-letter queue ``<prefix>-<name>-dead`` (a redrive policy moves a message the
 after `max_receives` receives). ``sqs://<prefix>?fifo=1`` uses FIFO queues (each
 job its own message group, so they are processed in parallel). Endpoint and
 credentials from the AWS chain (`AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL`, ...).
-The queues must exist (`imgrec init`) unless opened with ``create=True``.
+Opened with ``create=True`` (as `imgrec init`, the web tier and workers do for the
+request queue) it creates missing queues and uses existing ones as they are.
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ class SqsQueue(Queue):
             raise RuntimeError(f"SQS queue {self.sqs_name} does not exist; create it with: imgrec init") from None
 
     def create(self) -> None:
+        """Create the queue and its dead-letter queue; existing ones are used as they are."""
+        try:
+            self._create()
+        except (self._errors.QueueNameExists, self._errors.ClientError) as exc:
+            # Exists with other attributes, or we may not create queues: use what is there.
+            if self._exists():
+                return
+            raise RuntimeError(f"cannot create SQS queue {self.sqs_name}: {exc}") from exc
+
+    def _exists(self) -> bool:
+        try:
+            self._sqs.get_queue_url(QueueName=self.sqs_name)
+            return True
+        except self._errors.QueueDoesNotExist:
+            return False
+
+    def _create(self) -> None:
         fifo = {"FifoQueue": "true"} if self.fifo else {}
         dead_url = self._sqs.create_queue(QueueName=self.dead_name, Attributes={**fifo})["QueueUrl"]
         dead_arn = self._sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -16,10 +16,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from imgrec import jobs, registry
+from imgrec import connect, jobs, registry
 from imgrec.queue import Queue, open_queue
 from imgrec.settings import Settings
-from imgrec.store import ObjectNotFound, ObjectStore, open_store
+from imgrec.store import ObjectNotFound, ObjectStore
 from imgrec.web.limits import BodySizeLimit
 from imgrec.web.metrics import RequestMetrics, SystemCollector
 from imgrec.web.replies import ReplyListener
@@ -57,12 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         nonlocal services
-        store = open_store(settings.store_url)
-        requests = open_queue(
-            settings.queue_url, jobs.REQUEST_QUEUE,
-            visibility_timeout=settings.visibility_timeout, max_receives=settings.max_receives,
-        )
-        replies = ReplyListener(open_queue(settings.queue_url, f"replies-{jobs.new_id()[:16]}"), store)
+        store = connect.store(settings)
+        requests = connect.request_queue(settings)
+        reply_queue = open_queue(settings.queue_url, f"replies-{jobs.new_id()[:16]}", create=True)
+        replies = ReplyListener(reply_queue, store, metrics_registry)
         replies.start()
         services = Services(settings, store, requests, replies)
         metrics_registry.register(SystemCollector(status_snapshot))

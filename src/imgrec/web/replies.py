@@ -14,6 +14,8 @@ import logging
 import threading
 import time
 
+from prometheus_client import CollectorRegistry, Counter
+
 from imgrec import jobs
 from imgrec.queue import Queue
 from imgrec.store import ObjectNotFound, ObjectStore
@@ -22,8 +24,12 @@ log = logging.getLogger("imgrec.web")
 
 
 class ReplyListener:
-    def __init__(self, queue: Queue, store: ObjectStore, recheck: float = 5.0) -> None:
+    def __init__(self, queue: Queue, store: ObjectStore, registry: CollectorRegistry, recheck: float = 5.0) -> None:
         self.queue, self.store, self.recheck = queue, store, recheck
+        self._answers = Counter(
+            "imgrec_replies", "results handed to waiting requests, by where they came from",
+            ["source"], registry=registry,
+        )
         self._waiting: dict[str, asyncio.Future] = {}  # touched only on the event loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
@@ -54,9 +60,12 @@ class ReplyListener:
         try:
             while (left := deadline - time.monotonic()) > 0:
                 try:
-                    return await asyncio.wait_for(asyncio.shield(fut), min(left, self.recheck))
+                    result = await asyncio.wait_for(asyncio.shield(fut), min(left, self.recheck))
+                    self._answers.labels("queue").inc()
+                    return result
                 except TimeoutError:
                     if (result := await asyncio.to_thread(self._from_store, job_id)) is not None:
+                        self._answers.labels("store").inc()
                         return result
             return None
         finally:

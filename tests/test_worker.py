@@ -1,0 +1,88 @@
+"""The worker in-process, on a real queue, store and model."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from images import chelsea, encode
+from imgrec import jobs
+from imgrec.engine import Classifier
+from imgrec.queue import open_queue
+from imgrec.settings import Settings
+from imgrec.store import open_store
+from imgrec.worker import Worker
+
+
+class SlowClassifier(Classifier):
+    """The real model, with inference made slower than the visibility timeout."""
+
+    delay = 2.5
+
+    def infer(self, pixels):
+        time.sleep(self.delay)
+        return super().infer(pixels)
+
+
+def _setup(tmp_path, model_dir, clf_class=Classifier, vt=1.0):
+    settings = Settings(data_dir=tmp_path, model_dir=model_dir, visibility_timeout=vt, max_batch=4)
+    queue = open_queue(settings.queue_url, jobs.REQUEST_QUEUE, visibility_timeout=vt, create=True)
+    store = open_store(settings.store_url)
+    worker = Worker(settings, queue, store, clf_class(model_dir, threads=1), "test-worker")
+    return settings, queue, store, worker
+
+
+def _enqueue(queue, store, n=2, reply_to=None):
+    ids = []
+    for i in range(n):
+        job = jobs.new_id()
+        key = jobs.input_key(job, f"cat{i}.png")
+        store.put(key, encode(chelsea(), "PNG"))
+        queue.send({"job_id": job, "input_key": key, "filename": f"cat{i}.png", "reply_to": reply_to, "sent_at": time.time()})
+        ids.append(job)
+    return ids
+
+
+def test_long_batch_is_kept_invisible_and_written_once(tmp_path, model_dir):
+    settings, queue, store, worker = _setup(tmp_path, model_dir, SlowClassifier)
+    ids = _enqueue(queue, store, 2)
+    rival = open_queue(settings.queue_url, jobs.REQUEST_QUEUE, visibility_timeout=1.0)
+    stolen = []
+    messages = queue.receive(4)
+    t = threading.Thread(target=lambda: stolen.extend(rival.receive(4, wait=2.4)))
+    t.start()
+    worker.handle_batch(messages)
+    t.join()
+    assert stolen == [], "another consumer took messages of a batch still being processed"
+    assert queue.stats().depth == queue.stats().in_flight == 0
+    for job in ids:
+        out = json.loads(store.get(jobs.output_key(job)))
+        assert out["label"] == "tiger cat" and out["attempt"] == 1
+
+
+def test_redelivered_job_is_answered_from_the_store(tmp_path, model_dir):
+    settings, queue, store, worker = _setup(tmp_path, model_dir)
+    replies = open_queue(settings.queue_url, "replies-test", create=True)
+    (job,) = _enqueue(queue, store, 1, reply_to="replies-test")
+    (first,) = queue.receive(1)
+    worker.handle_batch([first])
+    written = store.get(jobs.output_key(job))
+    queue.send(first.body)  # as if the ack had been lost and the message came again
+    (again,) = queue.receive(1)
+    worker.handle_batch([again])
+    assert store.get(jobs.output_key(job)) == written, "the output is written once"
+    answers = replies.receive(10)
+    assert [a.body["job_id"] for a in answers] == [job, job]
+    assert answers[0].body["result"] == answers[1].body["result"]
+
+
+def test_missing_input_and_malformed_messages(tmp_path, model_dir):
+    settings, queue, store, worker = _setup(tmp_path, model_dir)
+    job = jobs.new_id()
+    queue.send({"job_id": job, "input_key": f"inputs/{job}/gone.jpg", "filename": "gone.jpg"})
+    queue.send({"hello": "world"})
+    worker.handle_batch(queue.receive(4))
+    out = json.loads(store.get(jobs.output_key(job)))
+    assert "no longer in the store" in out["error"]
+    assert queue.stats().depth == queue.stats().in_flight == 0
