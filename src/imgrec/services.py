@@ -52,6 +52,7 @@ def run_autoscaler(settings: Settings) -> None:
     from imgrec.actuators.local import LocalActuator
     from imgrec.autoscaler.loop import Autoscaler
     from imgrec.autoscaler.policy import ScalingConfig
+    from imgrec.outputs import Publisher
 
     setproctitle.setproctitle("imgrec autoscaler")
     queue = connect.request_queue(settings)
@@ -59,7 +60,8 @@ def run_autoscaler(settings: Settings) -> None:
     config = ScalingConfig(
         settings.min_workers, settings.max_workers, settings.target_per_worker, settings.scale_in_delay
     )
-    scaler = Autoscaler(queue, actuator, config, settings.poll_interval)
+    publisher = Publisher(settings.queue_url, connect.store(settings))
+    scaler = Autoscaler(queue, actuator, config, settings.poll_interval, publisher)
     signal.signal(signal.SIGTERM, scaler.stop)
     signal.signal(signal.SIGINT, scaler.stop)
     log.info("autoscaler: %d..%d workers, %d messages per worker", config.min_workers, config.max_workers, config.target_per_worker)

@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     max_files_per_request: int = 100
     max_pixels: int = 40_000_000
     request_timeout: float = 120.0
+    # Past this many waiting requests, new uploads get 429 (nothing accepted is dropped).
+    max_backlog: int = 2000
+    # Uploads read and stored at once; the rest wait unread, which bounds memory.
+    max_concurrent_uploads: int = 32
+    # Comma-separated keys; when set, every API call needs one (X-API-Key or Bearer).
+    api_keys: str = ""
 
     # Workers
     max_batch: int = 16
@@ -39,6 +45,9 @@ class Settings(BaseSettings):
     visibility_timeout: float = 30.0
     max_receives: int = 5
     worker_idle_timeout: float = 30.0
+    # Longest a worker may spend decoding one image (or inferring, per image in a batch);
+    # past it the worker ends and the image is retried alone, then dead-lettered.
+    image_timeout: float = 10.0
     intra_op_threads: int = 1
 
     # Autoscaler

@@ -2,13 +2,14 @@
 
 receive -> fetch inputs -> classify the whole batch -> write outputs -> reply -> ack.
 A result is written once per job id: a redelivered message whose output already
-exists is answered from the store, not classified again.
+exists is answered from the store, not classified again. A redelivered message
+(its worker died or hung) is retried alone, so that one poisonous image cannot
+take the rest of its batch down with it again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -21,11 +22,15 @@ import numpy as np
 
 from imgrec import connect, jobs, registry
 from imgrec.engine import Classifier, ImageError
-from imgrec.queue import Message, Queue, open_queue
+from imgrec.outputs import Publisher, answer_dead_letters
+from imgrec.queue import Message, Queue
 from imgrec.settings import Settings
 from imgrec.store import ObjectNotFound, ObjectStore
+from imgrec.watchdog import Watchdog
 
 log = logging.getLogger("imgrec.worker")
+DEAD_LETTER_CHECK = 5.0  # seconds between looks at the dead-letter queue
+MAX_BACKOFF = 8.0
 
 
 def _ms(seconds: float) -> float:
@@ -38,10 +43,11 @@ class Worker:
     ) -> None:
         self.settings, self.queue, self.store, self.clf = settings, queue, store, classifier
         self.id = worker_id
+        self.publisher = Publisher(settings.queue_url, store)
+        self.watchdog = Watchdog()
         self.completed = 0
         self.batch_sizes: Counter[int] = Counter()
         self._stop = threading.Event()
-        self._reply_queues: dict[str, Queue] = {}
         self._started = time.time()
 
     def stop(self, *_: object) -> None:
@@ -52,27 +58,62 @@ class Worker:
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         last_work = time.monotonic()
+        next_dead_check = 0.0
+        backoff = 0.0
         try:
             while not self._stop.is_set():
                 idle_left = idle_timeout - (time.monotonic() - last_work)
                 if idle_left <= 0:
                     log.info("worker %s idle for %.0fs, exiting", self.id, idle_timeout)
                     break
-                messages = self.queue.receive(self.settings.max_batch, wait=min(idle_left, 0.5))
+                try:
+                    if time.monotonic() >= next_dead_check:
+                        next_dead_check = time.monotonic() + DEAD_LETTER_CHECK
+                        answer_dead_letters(self.queue, self.publisher)
+                    messages = self.queue.receive(self.settings.max_batch, wait=min(idle_left, 0.5))
+                    backoff = 0.0
+                except Exception as exc:
+                    # The queue is unreachable: wait longer each time, and keep going.
+                    backoff = min(MAX_BACKOFF, max(0.25, backoff * 2))
+                    log.warning("queue unavailable (%s); retrying in %.2fs", exc, backoff)
+                    self._stop.wait(backoff)
+                    continue
                 if not messages:
                     continue
                 if self._stop.is_set():
-                    for m in messages:
-                        self.queue.release(m)
+                    self._release(messages)
                     break
-                self._handle_safely(messages)
+                fresh = [m for m in messages if m.receive_count == 1]
+                if fresh:
+                    self._handle_safely(fresh)
+                for suspect in (m for m in messages if m.receive_count > 1):
+                    if self._stop.is_set():
+                        self._release([suspect])
+                    else:
+                        self._handle_safely([suspect])
                 last_work = time.monotonic()
         finally:
             self._stop.set()
             beat.join(timeout=5)
             self._write_heartbeat("stopped")
-            for q in self._reply_queues.values():
-                q.close()
+            self.publisher.close()
+
+    def _release(self, messages: list[Message]) -> None:
+        """Make messages visible again at once, so that nothing waits for a timeout."""
+        for m in messages:
+            try:
+                self.queue.release(m)
+            except Exception:
+                log.exception("could not release message %s; it comes back after its timeout", m.id)
+
+    def _handle_safely(self, messages: list[Message]) -> None:
+        try:
+            self.handle_batch(messages)
+        except Exception:
+            # The store or a queue failed: let others (or us, a little later) retry these.
+            log.exception("batch of %d failed; releasing it for a retry", len(messages))
+            self._stop.wait(1.0)
+            self._release(messages)
 
     @contextlib.contextmanager
     def _kept_invisible(self, messages: list[Message]):
@@ -94,19 +135,6 @@ class Worker:
             done.set()
             keeper.join()
 
-    def _handle_safely(self, messages: list[Message]) -> None:
-        try:
-            self.handle_batch(messages)
-        except Exception:
-            # The store or a queue failed: let others (or us, later) retry these.
-            log.exception("batch of %d failed; releasing it for a retry", len(messages))
-            time.sleep(1.0)
-            for m in messages:
-                try:
-                    self.queue.release(m)
-                except Exception:
-                    log.exception("could not release message %s; it reappears after its timeout", m.id)
-
     def handle_batch(self, messages: list[Message]) -> None:
         with self._kept_invisible(messages):
             self._process(messages)
@@ -120,31 +148,30 @@ class Worker:
                 log.error("dropping malformed message %s: %r", m.id, body)
                 self.queue.ack(m)
                 continue
-            try:
-                existing = json.loads(self.store.get(jobs.output_key(body["job_id"])))
-            except ObjectNotFound:
-                existing = None
+            existing = self.publisher.existing(body["job_id"])
             if existing is not None:  # redelivered after its result was written
-                self._reply(body, existing)
+                self.publisher.reply(body, existing)
                 self.queue.ack(m)
                 continue
-            try:
-                data = self.store.get(body["input_key"])
-            except ObjectNotFound:
-                data = None
+            data = self._fetch(body.get("input_key"))
             if body.get("mode") == "async":
                 self.store.put(jobs.running_key(body["job_id"]), jobs.dumps({"worker": self.id, "at": received}))
             todo.append((m, body, data))
         if not todo:
             return
         fetched = time.time()
-        decoded = self.clf.decode_many([d or b"" for _, _, d in todo])
+        limit = self.settings.image_timeout
+        decoded = []
+        for _, body, data in todo:
+            with self.watchdog.limit(limit, f"decoding job {body['job_id']}"):
+                decoded.append(self.clf.decode(data or b""))
         decoded_at = time.time()
         good = [x for x in decoded if isinstance(x, np.ndarray)]
-        predictions = iter(self.clf.infer(good))
+        with self.watchdog.limit(limit * max(1, len(good)), f"inference on a batch of {len(good)}"):
+            predictions = iter(self.clf.infer(good))
         inferred = time.time()
-        self.batch_sizes[len(todo)] += 1
         n = len(todo)
+        self.batch_sizes[n] += 1
         for (m, body, data), d in zip(todo, decoded):
             if data is None:
                 result: dict = {"error": "the uploaded input is no longer in the store"}
@@ -169,23 +196,15 @@ class Worker:
                     "batch_size": n,
                 },
             }
-            self.store.put(jobs.output_key(body["job_id"]), jobs.dumps(output), "application/json")
-            self._reply(body, output)
+            self.publisher.publish(body, output)
             self.queue.ack(m)
             self.completed += 1
 
-    def _reply(self, body: dict, output: dict) -> None:
-        reply_to = body.get("reply_to")
-        if not reply_to:
-            return  # an async job: the result in the store is the answer
+    def _fetch(self, key: str | None) -> bytes | None:
         try:
-            q = self._reply_queues.get(reply_to)
-            if q is None:
-                q = self._reply_queues[reply_to] = open_queue(self.settings.queue_url, reply_to)
-            q.send({"job_id": body["job_id"], "result": output})
-        except Exception:
-            # The waiting web tier recovers the result from the store.
-            log.exception("reply to %s failed for job %s", reply_to, body["job_id"])
+            return self.store.get(key) if key else None
+        except (ObjectNotFound, ValueError):
+            return None
 
     def _heartbeat_loop(self) -> None:
         self._write_heartbeat("running")
@@ -205,8 +224,8 @@ class Worker:
         }
         try:
             self.store.put(registry.heartbeat_key(self.id), jobs.dumps(beat), "application/json")
-        except Exception:
-            log.exception("heartbeat failed")
+        except Exception as exc:
+            log.warning("heartbeat not written (%s)", exc)
 
 
 def run_worker(settings: Settings, idle_timeout: float, worker_id: str | None = None) -> None:

@@ -8,14 +8,19 @@ import time
 
 from imgrec.actuator import Actuator
 from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide
+from imgrec.outputs import Publisher, answer_dead_letters
 from imgrec.queue import Queue
 
 log = logging.getLogger("imgrec.autoscaler")
 
 
 class Autoscaler:
-    def __init__(self, queue: Queue, actuator: Actuator, config: ScalingConfig, poll_interval: float) -> None:
+    def __init__(
+        self, queue: Queue, actuator: Actuator, config: ScalingConfig, poll_interval: float,
+        publisher: Publisher | None = None,
+    ) -> None:
         self.queue, self.actuator, self.config = queue, actuator, config
+        self.publisher = publisher  # to answer dead-lettered requests, even with no worker running
         self.poll_interval = poll_interval
         self.state = PolicyState(desired=config.min_workers)
         self._stop = threading.Event()
@@ -30,6 +35,8 @@ class Autoscaler:
                 stats.depth, stats.in_flight, before, self.state.desired,
             )
         self.actuator.reconcile(self.state.desired)
+        if stats.dead and self.publisher is not None:
+            answer_dead_letters(self.queue, self.publisher)
         return self.state
 
     def run(self) -> None:

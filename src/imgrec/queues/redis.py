@@ -35,6 +35,7 @@ class RedisQueue(Queue):
         self._consumer = uuid.uuid4().hex
         self._redis = client or redis.Redis.from_url(urlunparse(parsed._replace(query="")), decode_responses=True)
         self._response_error = redis.ResponseError
+        self._creates = create
         if create:
             self.create()
 
@@ -50,7 +51,7 @@ class RedisQueue(Queue):
 
     def send(self, body: dict) -> str:
         # NOMKSTREAM: a deleted queue (a stopped replica's replies) is not brought back to life.
-        entry_id = self._redis.xadd(self.key, {"body": json.dumps(body)}, nomkstream=True)
+        entry_id = self._redis.xadd(self.key, {"body": json.dumps(body)}, nomkstream=not self._creates)
         if entry_id is None:
             raise RuntimeError(f"queue {self.key} does not exist (deleted)")
         return entry_id
@@ -72,6 +73,16 @@ class RedisQueue(Queue):
         return [(eid, fields, counts.get(eid, 1)) for eid, fields in entries if fields]
 
     def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]:
+        try:
+            return self._receive(max_messages, wait)
+        except self._response_error as exc:
+            if "NOGROUP" not in str(exc) or not self._creates:
+                raise
+            # Redis lost the stream (restarted without persistence): make it again.
+            self.create()
+            return self._receive(max_messages, wait)
+
+    def _receive(self, max_messages: int, wait: float) -> list[Message]:
         deadline = time.monotonic() + wait
         vt_ms = int(self.visibility_timeout * 1000)
         while True:

@@ -20,6 +20,7 @@ from imgrec import connect, jobs, registry
 from imgrec.queue import Queue, open_queue
 from imgrec.settings import Settings
 from imgrec.store import ObjectNotFound, ObjectStore
+from imgrec.web.auth import ApiKeys
 from imgrec.web.limits import BodySizeLimit
 from imgrec.web.metrics import RequestMetrics, SystemCollector
 from imgrec.web.replies import ReplyListener
@@ -28,6 +29,7 @@ from imgrec.web.uploads import Upload, UploadError, read_uploads
 log = logging.getLogger("imgrec.web")
 CLASSIC_FIELDS = ("myfile", "inputFile")
 API_FIELDS = ("file",)
+RETRY_AFTER = 2  # seconds, in 503 and 429 answers
 CSV_COLUMNS = ("filename", "job_id", "label", "class_index", "wnid", "score", "error")
 
 
@@ -37,6 +39,25 @@ class Services:
     store: ObjectStore
     requests: Queue
     replies: ReplyListener
+
+
+class Overloaded(Exception):
+    """The backlog is over its limit: the client should come back later (429)."""
+
+
+class BackendUnavailable(Exception):
+    """The queue or the store failed: the client should try again shortly (503)."""
+
+
+async def backend(fn, *args):
+    """Run a blocking queue/store call off the event loop; its failures become 503s."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except (ObjectNotFound, UploadError):
+        raise
+    except Exception as exc:
+        log.warning("backend call %s failed: %s", getattr(fn, "__name__", fn), exc)
+        raise BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -70,7 +91,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         requests.close()
 
     app = FastAPI(title="imgrec", version="0.1.0", lifespan=lifespan)
+
+    @app.exception_handler(BackendUnavailable)
+    async def unavailable(request: Request, exc: BackendUnavailable):
+        return _retry_later(request, 503, "the service's storage or queue is unavailable right now; please retry shortly")
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded):
+        return _retry_later(request, 429, f"the service is busy ({exc} requests waiting); please retry shortly")
+
+    backlog_seen = [0.0, 0]  # (when, depth): one queue look per quarter second, not per request
+    uploads_gate = asyncio.Semaphore(settings.max_concurrent_uploads)
+
+    async def admit() -> None:
+        now = time.monotonic()
+        if now - backlog_seen[0] > 0.25:
+            backlog_seen[:] = [now, (await backend(svc().requests.stats)).depth]
+        if backlog_seen[1] >= settings.max_backlog:
+            raise Overloaded(backlog_seen[1])
+
+    async def receive_uploads(request: Request, fields: tuple[str, ...], max_files: int) -> list[Upload]:
+        await admit()
+        return await read_uploads(request, fields, max_files, settings.max_pixels)
+
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    if keys := [k.strip() for k in settings.api_keys.split(",") if k.strip()]:
+        app.add_middleware(ApiKeys, keys=keys)
     app.add_middleware(RequestMetrics, registry=metrics_registry)
 
     def svc() -> Services:
@@ -81,47 +127,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def submit(uploads: list[Upload], *, wait: bool, batch_id: str | None) -> list[tuple[str, Upload, asyncio.Future | None]]:
         s = svc()
-        submitted = []
-        for up in uploads:
-            job_id = jobs.new_id()
-            key = jobs.input_key(job_id, up.filename or "upload")
-            await asyncio.to_thread(s.store.put, key, up.data)
-            fut = s.replies.expect(job_id) if wait else None
-            body = {
-                "job_id": job_id,
-                "input_key": key,
-                "filename": up.filename,
-                "batch_id": batch_id,
-                "reply_to": s.replies.name if wait else None,
-                "mode": "sync" if wait else "async",
-                "sent_at": time.time(),
-            }
-            await asyncio.to_thread(s.requests.send, body)
-            submitted.append((job_id, up, fut))
+        submitted: list[tuple[str, Upload, asyncio.Future | None]] = []
+        try:
+            for up in uploads:
+                submitted.append(await submit_one(up, wait, batch_id))
+        except BackendUnavailable:
+            for job_id, _, _ in submitted:
+                s.replies.forget(job_id)
+            raise
         if batch_id:
             manifest = {
                 "batch_id": batch_id,
                 "created": time.time(),
                 "jobs": [{"job_id": j, "filename": up.filename} for j, up, _ in submitted],
             }
-            await asyncio.to_thread(s.store.put, jobs.batch_key(batch_id), jobs.dumps(manifest), "application/json")
+            await backend(s.store.put, jobs.batch_key(batch_id), jobs.dumps(manifest), "application/json")
         return submitted
 
-    async def classify(uploads: list[Upload], batch_id: str | None) -> list[dict | None]:
-        submitted = await submit(uploads, wait=True, batch_id=batch_id)
-        timeout = svc().settings.request_timeout
+    async def submit_one(up: Upload, wait: bool, batch_id: str | None) -> tuple[str, Upload, asyncio.Future | None]:
+        """Store the input, then queue the request that names it (never the bytes)."""
+        s = svc()
+        job_id = jobs.new_id()
+        key = jobs.input_key(job_id, up.filename or "upload")
+        await backend(s.store.put, key, up.data)
+        fut = s.replies.expect(job_id) if wait else None
+        body = {
+            "job_id": job_id,
+            "input_key": key,
+            "filename": up.filename,
+            "batch_id": batch_id,
+            "reply_to": s.replies.name if wait else None,
+            "mode": "sync" if wait else "async",
+            "sent_at": time.time(),
+        }
+        try:
+            await backend(s.requests.send, body)
+        except BackendUnavailable:
+            s.replies.forget(job_id)
+            raise
+        return job_id, up, fut
+
+    async def wait_all(submitted) -> list[dict | None]:
+        timeout = settings.request_timeout
         return list(await asyncio.gather(*(svc().replies.wait(j, f, timeout) for j, _, f in submitted)))
 
     # --- the classic workload generator ------------------------------------------------
 
     @app.post("/", response_class=PlainTextResponse, summary="Classic: one image in 'myfile', answers name:label")
     async def classic(request: Request):
-        s = svc()
-        try:
-            up = (await read_uploads(request, CLASSIC_FIELDS, 1, s.settings.max_pixels))[0]
-        except UploadError as exc:
-            return PlainTextResponse(exc.message + "\n", status_code=exc.status)
-        (result,) = await classify([up], None)
+        async with uploads_gate:
+            try:
+                up = (await receive_uploads(request, CLASSIC_FIELDS, 1))[0]
+            except UploadError as exc:
+                return PlainTextResponse(exc.message + "\n", status_code=exc.status)
+            submitted = await submit([up], wait=True, batch_id=None)
+        (result,) = await wait_all(submitted)
         name = jobs.display_name(up.filename)
         if result is None:
             return PlainTextResponse(f"{name}: timed out waiting for a worker\n", status_code=504)
@@ -133,31 +193,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/api/v1/classify", summary="Classify one or more images (field 'file'); waits for the results")
     async def api_classify(request: Request):
-        s = svc()
-        try:
-            uploads = await read_uploads(request, API_FIELDS, s.settings.max_files_per_request, s.settings.max_pixels)
-        except UploadError as exc:
-            return _error(exc.status, exc.message)
-        batch_id = jobs.new_id() if len(uploads) > 1 else None
-        results = await classify(uploads, batch_id)
+        async with uploads_gate:
+            try:
+                uploads = await receive_uploads(request, API_FIELDS, settings.max_files_per_request)
+            except UploadError as exc:
+                return _error(exc.status, exc.message)
+            batch_id = jobs.new_id() if len(uploads) > 1 else None
+            submitted = await submit(uploads, wait=True, batch_id=batch_id)
+        results = await wait_all(submitted)
         if any(r is None for r in results):
             return _error(504, "timed out waiting for a worker; finished results will be at GET /api/v1/jobs/{job_id}")
         body: dict = {"results": [_public(r) for r in results if r is not None]}
         if batch_id:
-            await asyncio.to_thread(write_batch_results, batch_id, body["results"])
+            await backend(write_batch_results, batch_id, body["results"])
             body["batch_id"] = batch_id
         status = 422 if all("error" in r for r in body["results"]) else 200
         return JSONResponse(body, status_code=status)
 
     @app.post("/api/v1/jobs", status_code=202, summary="Submit images (field 'file'); answers at once with job ids")
     async def api_submit(request: Request):
-        s = svc()
-        try:
-            uploads = await read_uploads(request, API_FIELDS, s.settings.max_files_per_request, s.settings.max_pixels)
-        except UploadError as exc:
-            return _error(exc.status, exc.message)
-        batch_id = jobs.new_id()
-        submitted = await submit(uploads, wait=False, batch_id=batch_id)
+        async with uploads_gate:
+            try:
+                uploads = await receive_uploads(request, API_FIELDS, settings.max_files_per_request)
+            except UploadError as exc:
+                return _error(exc.status, exc.message)
+            batch_id = jobs.new_id()
+            submitted = await submit(uploads, wait=False, batch_id=batch_id)
         return JSONResponse(
             {
                 "batch_id": batch_id,
@@ -187,7 +248,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def api_job(job_id: str):
         if not jobs.is_id(job_id):
             return _error(404, "no such job: a job id is 32 hexadecimal characters")
-        status = await asyncio.to_thread(job_status, job_id)
+        status = await backend(job_status, job_id)
         return status if status else _error(404, f"no such job: {job_id}")
 
     def write_batch_results(batch_id: str, results: list[dict]) -> None:
@@ -224,7 +285,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return _error(404, "no such batch: a batch id is 32 hexadecimal characters")
         if format not in ("json", "csv"):
             return _error(400, "format must be json or csv")
-        view = await asyncio.to_thread(batch_view, batch_id)
+        view = await backend(batch_view, batch_id)
         if view is None:
             return _error(404, f"no such batch: {batch_id}")
         if format == "csv":
@@ -257,7 +318,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/v1/status", summary="Queue depth, in-flight, live workers, dead letters, completed")
     async def api_status():
-        return await asyncio.to_thread(status_snapshot)
+        return await backend(status_snapshot)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz():
@@ -266,15 +327,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     async def readyz():
         try:
-            await asyncio.to_thread(svc().requests.stats)
-            await asyncio.to_thread(svc().store.exists, "readyz")
-        except Exception as exc:
+            await backend(svc().requests.stats)
+            await backend(svc().store.exists, "readyz")
+        except BackendUnavailable as exc:
             return _error(503, f"not ready: {exc}", {"Retry-After": "1"})
         return {"ready": True}
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics():
-        data = await asyncio.to_thread(generate_latest, metrics_registry)
+        data = await backend(generate_latest, metrics_registry)
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
     page = resources.files("imgrec.web").joinpath("static/index.html").read_text("utf-8")
@@ -284,6 +345,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return page
 
     return app
+
+
+def _retry_later(request: Request, status: int, message: str) -> Response:
+    headers = {"Retry-After": str(RETRY_AFTER)}
+    if request.url.path == "/":
+        return PlainTextResponse(message + "\n", status_code=status, headers=headers)
+    return _error(status, message, headers)
 
 
 def _to_csv(results: list[dict]) -> str:

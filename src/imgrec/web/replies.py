@@ -54,6 +54,9 @@ class ReplyListener:
         fut = self._waiting[job_id] = asyncio.get_running_loop().create_future()
         return fut
 
+    def forget(self, job_id: str) -> None:
+        self._waiting.pop(job_id, None)
+
     async def wait(self, job_id: str, fut: asyncio.Future, timeout: float) -> dict | None:
         """The job's result, or None after `timeout` seconds."""
         deadline = time.monotonic() + timeout
@@ -64,7 +67,12 @@ class ReplyListener:
                     self._answers.labels("queue").inc()
                     return result
                 except TimeoutError:
-                    if (result := await asyncio.to_thread(self._from_store, job_id)) is not None:
+                    try:
+                        result = await asyncio.to_thread(self._from_store, job_id)
+                    except Exception as exc:  # the store is down: keep waiting for the reply
+                        log.warning("store unavailable while waiting for job %s: %s", job_id, exc)
+                        result = None
+                    if result is not None:
                         self._answers.labels("store").inc()
                         return result
             return None
