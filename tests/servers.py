@@ -26,11 +26,12 @@ def _missing(what: str) -> None:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
         binary = shutil.which("redis-server")
         if not binary:
             _missing("redis-server")
-        self.port = free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -31,8 +31,15 @@ def run_web(settings: Settings) -> None:
     from imgrec.web.app import create_app
 
     setproctitle.setproctitle("imgrec web")
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on %s: anyone who can reach this address can use the service", settings.host)
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_keys.strip():
+        log.warning(
+            "listening on %s without API keys: anyone who can reach this address can use the service "
+            "(set IMGREC_API_KEYS to require keys)", settings.host,
+        )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal
+    # to the handler it found: make that a clean exit.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level="warning",
         timeout_graceful_shutdown=int(settings.request_timeout), access_log=False,

@@ -3,8 +3,8 @@
 receive -> fetch inputs -> classify the whole batch -> write outputs -> reply -> ack.
 A result is written once per job id: a redelivered message whose output already
 exists is answered from the store, not classified again. A redelivered message
-(its worker died or hung) is retried alone, so that one poisonous image cannot
-take the rest of its batch down with it again.
+(its worker may have died or hung on it) is retried alone in a child process, so
+that one poisonous image ends neither the worker nor the rest of its batch again.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 
 from imgrec import connect, jobs, registry
 from imgrec.engine import Classifier, ImageError
+from imgrec.isolation import classify_isolated
 from imgrec.outputs import Publisher, answer_dead_letters
 from imgrec.queue import Message, Queue
 from imgrec.settings import Settings
@@ -90,7 +91,7 @@ class Worker:
                     if self._stop.is_set():
                         self._release([suspect])
                     else:
-                        self._handle_safely([suspect])
+                        self._handle_safely([suspect], alone=True)
                 last_work = time.monotonic()
         finally:
             self._stop.set()
@@ -106,9 +107,9 @@ class Worker:
             except Exception:
                 log.exception("could not release message %s; it comes back after its timeout", m.id)
 
-    def _handle_safely(self, messages: list[Message]) -> None:
+    def _handle_safely(self, messages: list[Message], alone: bool = False) -> None:
         try:
-            self.handle_batch(messages)
+            self.handle_batch(messages, alone)
         except Exception:
             # The store or a queue failed: let others (or us, a little later) retry these.
             log.exception("batch of %d failed; releasing it for a retry", len(messages))
@@ -135,11 +136,13 @@ class Worker:
             done.set()
             keeper.join()
 
-    def handle_batch(self, messages: list[Message]) -> None:
+    def handle_batch(self, messages: list[Message], alone: bool = False) -> None:
+        """Classify a batch in this process, or (`alone`) each message in a child process
+        of its own: a redelivered message may be the one that ended a worker."""
         with self._kept_invisible(messages):
-            self._process(messages)
+            self._process(messages, alone)
 
-    def _process(self, messages: list[Message]) -> None:
+    def _process(self, messages: list[Message], alone: bool) -> None:
         received = time.time()
         todo: list[tuple[Message, dict, bytes | None]] = []
         for m in messages:
@@ -158,6 +161,10 @@ class Worker:
                 self.store.put(jobs.running_key(body["job_id"]), jobs.dumps({"worker": self.id, "at": received}))
             todo.append((m, body, data))
         if not todo:
+            return
+        if alone:
+            for m, body, data in todo:
+                self._process_alone(m, body, data, received)
             return
         fetched = time.time()
         limit = self.settings.image_timeout
@@ -179,26 +186,44 @@ class Worker:
                 result = d.to_dict()
             else:
                 result = next(predictions).to_dict()
-            output = {
-                "job_id": body["job_id"],
-                "filename": body.get("filename"),
-                "input_key": body.get("input_key"),
-                **result,
-                "model": self.clf.model_id,
-                "worker": self.id,
-                "attempt": m.receive_count,
-                "completed_at": time.time(),
-                "timings_ms": {
-                    "queue_wait": _ms(received - body.get("sent_at", received)),
-                    "fetch": _ms((fetched - received) / n),
-                    "decode": _ms((decoded_at - fetched) / n),
-                    "inference": _ms((inferred - decoded_at) / max(1, len(good))),
-                    "batch_size": n,
-                },
+            timings = {
+                "queue_wait": _ms(received - body.get("sent_at", received)),
+                "fetch": _ms((fetched - received) / n),
+                "decode": _ms((decoded_at - fetched) / n),
+                "inference": _ms((inferred - decoded_at) / max(1, len(good))),
+                "batch_size": n,
             }
-            self.publisher.publish(body, output)
-            self.queue.ack(m)
-            self.completed += 1
+            self._finish(m, body, result, timings)
+
+    def _process_alone(self, m: Message, body: dict, data: bytes | None, received: float) -> None:
+        result = classify_isolated(self.clf, data, self.settings.image_timeout) if data else None
+        if data is None:
+            result = {"error": "the uploaded input is no longer in the store"}
+        elif result is None:
+            # It crashed or hung again: give it back for another attempt; after
+            # max_receives attempts the queue moves it to the dead-letter queue.
+            log.warning("job %s crashed or hung the classifier (attempt %d)", body["job_id"], m.receive_count)
+            self._release([m])
+            return
+        timings = {"queue_wait": _ms(received - body.get("sent_at", received)), "isolated": _ms(time.time() - received)}
+        self._finish(m, body, result, timings)
+
+    def _finish(self, m: Message, body: dict, result: dict, timings: dict) -> None:
+        """Write the output once, reply, then ack: an ack never precedes a durable result."""
+        output = {
+            "job_id": body["job_id"],
+            "filename": body.get("filename"),
+            "input_key": body.get("input_key"),
+            **result,
+            "model": self.clf.model_id,
+            "worker": self.id,
+            "attempt": m.receive_count,
+            "completed_at": time.time(),
+            "timings_ms": timings,
+        }
+        self.publisher.publish(body, output)
+        self.queue.ack(m)
+        self.completed += 1
 
     def _fetch(self, key: str | None) -> bytes | None:
         try:
