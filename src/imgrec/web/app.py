@@ -60,6 +60,15 @@ async def backend(fn, *args):
         raise BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
+def _upload_schema(field: str, many: bool) -> dict:
+    """OpenAPI for a multipart upload: the handlers read the form themselves (to answer bad
+    input with their own messages), so the schema is stated here."""
+    binary = {"type": "string", "format": "binary"}
+    prop = {"type": "array", "items": binary} if many else binary
+    schema = {"type": "object", "required": [field], "properties": {field: prop}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
@@ -173,7 +182,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # --- the classic workload generator ------------------------------------------------
 
-    @app.post("/", response_class=PlainTextResponse, summary="Classic: one image in 'myfile', answers name:label")
+    @app.post(
+        "/", response_class=PlainTextResponse, summary="Classic: one image in 'myfile', answers name:label",
+        openapi_extra=_upload_schema("myfile", many=False),
+    )
     async def classic(request: Request):
         async with uploads_gate:
             try:
@@ -191,7 +203,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # --- the JSON API -----------------------------------------------------------------
 
-    @app.post("/api/v1/classify", summary="Classify one or more images (field 'file'); waits for the results")
+    @app.post(
+        "/api/v1/classify", summary="Classify one or more images (field 'file'); waits for the results",
+        openapi_extra=_upload_schema("file", many=True),
+    )
     async def api_classify(request: Request):
         async with uploads_gate:
             try:
@@ -210,7 +225,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         status = 422 if all("error" in r for r in body["results"]) else 200
         return JSONResponse(body, status_code=status)
 
-    @app.post("/api/v1/jobs", status_code=202, summary="Submit images (field 'file'); answers at once with job ids")
+    @app.post(
+        "/api/v1/jobs", status_code=202, summary="Submit images (field 'file'); answers at once with job ids",
+        openapi_extra=_upload_schema("file", many=True),
+    )
     async def api_submit(request: Request):
         async with uploads_gate:
             try:
