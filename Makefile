@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[export,aws,redis,test]"
+	$(BIN)/pip install -q -e ".[export,aws,redis,bench,test]"
 	touch $@
 
 run: setup

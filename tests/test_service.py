@@ -212,3 +212,22 @@ def test_hostile_file_names_stay_in_the_store(service, filename, stored):
     root = service.data_dir.resolve()
     outside = [p for p in root.parent.rglob("*evil*") if root not in p.parents]
     assert not outside
+
+
+def test_load_check_command(tmp_path):
+    """`imgrec bench load` as CI runs it (the full 2,000 is a benchmark): 0 lost, 0 5xx, 0 wrong."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from images import write_folder
+
+    folder = write_folder(tmp_path / "images", photo_variants(50))
+    imgrec = str(Path(sys.executable).parent / "imgrec")
+    out = subprocess.run(
+        [imgrec, "bench", "load", str(folder), "--requests", "300", "--concurrency", "100"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "300 passed, 0 failed" in out.stdout
+    assert '"lost": 0' in out.stdout and '"server_errors": 0' in out.stdout

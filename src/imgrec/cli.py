@@ -137,6 +137,46 @@ def bench_engine(
         console.print(table)
 
 
+DEV_IMAGES = Path("../shared/dev-images")
+Folder = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Images to send (repeated as needed)")]
+
+
+@bench_app.command("load")
+def bench_load(
+    folder: Folder = DEV_IMAGES,
+    requests: int = 2000,
+    concurrency: int = 100,
+    endpoint: Annotated[str, typer.Option(help="'/' (classic) or '/api/v1/classify'")] = "/",
+) -> None:
+    """Correctness under load against `imgrec up`: lost, 5xx and wrong labels must all be 0."""
+    from imgrec.bench.e2e import run_load_check
+
+    report = run_load_check(folder, requests, concurrency, endpoint)
+    console.print_json(json.dumps(report.summary()))
+    for line in report.wrong[:20]:
+        err.print(line)
+    bad = report.lost + report.server_errors + report.client_errors + len(report.wrong)
+    print(f"{report.ok} passed, {bad} failed")
+    raise typer.Exit(1 if bad else 0)
+
+
+@bench_app.command("e2e")
+def bench_e2e(
+    folder: Folder = DEV_IMAGES,
+    requests: int = 1000,
+    concurrency: int = 64,
+    sweep: Annotated[str, typer.Option(help="Concurrency levels for the chart; '' for none")] = "1,8,32,64,128",
+    out: Path = Path("bench-results"),
+) -> None:
+    """Service throughput and latency beside the bare pipeline, per-stage times, cold start."""
+    from imgrec.bench.e2e import run_e2e
+
+    levels = [int(x) for x in sweep.split(",") if x.strip()]
+    report = run_e2e(folder, requests, concurrency, levels, out)
+    console.print_json(json.dumps(report))
+    console.print(f"written: {out / 'e2e.json'}" + (f", {out / 'e2e.png'}" if levels else ""))
+
+
 # --- the service -----------------------------------------------------------------------
 
 Host = Annotated[str | None, typer.Option(help="Address to listen on [IMGREC_HOST, default 127.0.0.1]")]

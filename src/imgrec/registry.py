@@ -24,6 +24,7 @@ class WorkerView:
     last_seen: float
     completed: int
     batch_sizes: dict[str, int]
+    stage_seconds: dict[str, float]
 
     @property
     def alive(self) -> bool:
@@ -44,7 +45,7 @@ def read_workers(store: ObjectStore) -> list[WorkerView]:
         views.append(
             WorkerView(
                 data["id"], data["state"], data["last_seen"], data.get("completed", 0),
-                data.get("batch_sizes", {}),
+                data.get("batch_sizes", {}), data.get("stage_seconds", {}),
             )
         )
     return views

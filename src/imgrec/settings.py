@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     # Autoscaler
     min_workers: int = 0
     max_workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
-    target_per_worker: int = 16
+    target_per_worker: int = 4
     scale_in_delay: float = 30.0
     poll_interval: float = 0.25
 

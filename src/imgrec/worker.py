@@ -48,6 +48,7 @@ class Worker:
         self.watchdog = Watchdog()
         self.completed = 0
         self.batch_sizes: Counter[int] = Counter()
+        self.stage_seconds: Counter[str] = Counter()  # summed over images, for the heartbeat
         self._stop = threading.Event()
         self._started = time.time()
 
@@ -190,10 +191,14 @@ class Worker:
                 "queue_wait": _ms(received - body.get("sent_at", received)),
                 "fetch": _ms((fetched - received) / n),
                 "decode": _ms((decoded_at - fetched) / n),
-                "inference": _ms((inferred - decoded_at) / max(1, len(good))),
+                "inference": _ms((inferred - decoded_at) / n),
                 "batch_size": n,
             }
             self._finish(m, body, result, timings)
+        self.stage_seconds.update({
+            "fetch": fetched - received, "decode": decoded_at - fetched,
+            "inference": inferred - decoded_at, "publish": time.time() - inferred,
+        })
 
     def _process_alone(self, m: Message, body: dict, data: bytes | None, received: float) -> None:
         result = classify_isolated(self.clf, data, self.settings.image_timeout) if data else None
@@ -246,6 +251,7 @@ class Worker:
             "last_seen": time.time(),
             "completed": self.completed,
             "batch_sizes": {str(k): v for k, v in self.batch_sizes.items()},
+            "stage_seconds": dict(self.stage_seconds),
         }
         try:
             self.store.put(registry.heartbeat_key(self.id), jobs.dumps(beat), "application/json")

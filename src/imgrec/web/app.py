@@ -14,7 +14,7 @@ from importlib import resources
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 
 from imgrec import connect, jobs, registry
 from imgrec.queue import Queue, open_queue
@@ -109,6 +109,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def overloaded(request: Request, exc: Overloaded):
         return _retry_later(request, 429, f"the service is busy ({exc} requests waiting); please retry shortly")
 
+    stage_seconds = Histogram(
+        "imgrec_web_stage_seconds", "time per upload in each web-tier stage", ["stage"], registry=metrics_registry,
+        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    )
+
     backlog_seen = [0.0, 0]  # (when, depth): one queue look per quarter second, not per request
     uploads_gate = asyncio.Semaphore(settings.max_concurrent_uploads)
 
@@ -121,7 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def receive_uploads(request: Request, fields: tuple[str, ...], max_files: int) -> list[Upload]:
         await admit()
-        return await read_uploads(request, fields, max_files, settings.max_pixels)
+        with stage_seconds.labels("parse").time():
+            return await read_uploads(request, fields, max_files, settings.max_pixels)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     if keys := [k.strip() for k in settings.api_keys.split(",") if k.strip()]:
@@ -158,7 +164,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         s = svc()
         job_id = jobs.new_id()
         key = jobs.input_key(job_id, up.filename or "upload")
-        await backend(s.store.put, key, up.data)
+        with stage_seconds.labels("store").time():
+            await backend(s.store.put, key, up.data)
         fut = s.replies.expect(job_id) if wait else None
         body = {
             "job_id": job_id,
@@ -170,7 +177,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "sent_at": time.time(),
         }
         try:
-            await backend(s.requests.send, body)
+            with stage_seconds.labels("enqueue").time():
+                await backend(s.requests.send, body)
         except BackendUnavailable:
             s.replies.forget(job_id)
             raise
@@ -178,7 +186,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def wait_all(submitted) -> list[dict | None]:
         timeout = settings.request_timeout
-        return list(await asyncio.gather(*(svc().replies.wait(j, f, timeout) for j, _, f in submitted)))
+        with stage_seconds.labels("wait").time():
+            return list(await asyncio.gather(*(svc().replies.wait(j, f, timeout) for j, _, f in submitted)))
 
     # --- the classic workload generator ------------------------------------------------
 

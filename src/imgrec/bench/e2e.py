@@ -1,0 +1,187 @@
+"""`imgrec bench e2e` and `imgrec bench load`: the service as a user starts it, under load,
+beside the bare in-process pipeline measured in the same run on the same images."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from imgrec import registry
+from imgrec.bench.engine import IMAGE_SUFFIXES, bench_parallelism
+from imgrec.bench.load import Item, LoadReport, run_load
+from imgrec.bench.service import ServiceProcess, wait_until
+from imgrec.engine import Classifier
+from imgrec.settings import Settings
+from imgrec.store import open_store
+
+API = "/api/v1/classify"
+
+
+def load_items(folder: Path, model_dir: Path) -> list[Item]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images in {folder}")
+    data = [p.read_bytes() for p in files]
+    clf = Classifier(model_dir, threads=os.cpu_count() or 1)
+    labels = [getattr(r, "label", None) for r in clf.classify(data)]
+    return [Item(p.name, d, label) for p, d, label in zip(files, data, labels) if label]
+
+
+def bare_single_ms(model_dir: Path, items: list[Item]) -> float:
+    """Median decode + inference of one image on one thread, in-process."""
+    clf = Classifier(model_dir, threads=1)
+    clf.classify([items[0].data])
+    times = []
+    for item in items[:50]:
+        t0 = time.perf_counter()
+        clf.classify([item.data])
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()
+
+
+def web_stages(url: str) -> dict[str, tuple[float, float]]:
+    """(sum of seconds, count) per web-tier stage, from the service's own /metrics."""
+    text = _get(url + "/metrics")
+    out: dict[str, list[float]] = {}
+    for kind, stage, value in re.findall(r'imgrec_web_stage_seconds_(sum|count)\{stage="(\w+)"\} (\S+)', text):
+        out.setdefault(stage, [0.0, 0.0])[0 if kind == "sum" else 1] = float(value)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def worker_stages(store) -> tuple[dict[str, float], int]:
+    """Seconds per worker stage summed over all workers, and images completed."""
+    totals: dict[str, float] = {}
+    done = 0
+    for w in registry.read_workers(store):
+        done += w.completed
+        for k, v in w.stage_seconds.items():
+            totals[k] = totals.get(k, 0.0) + v
+    return totals, done
+
+
+def stage_breakdown(before, after, images: int) -> dict[str, float]:
+    """Milliseconds per image in each stage during one run (web and worker stages)."""
+    (web0, (wk0, done0)), (web1, (wk1, done1)) = before, after
+    out = {}
+    for stage in ("parse", "store", "enqueue"):
+        s0, c0 = web0.get(stage, (0, 0))
+        s1, c1 = web1.get(stage, (0, 0))
+        out[f"web.{stage}"] = 1000 * (s1 - s0) / max(1, c1 - c0)
+    n = max(1, done1 - done0)
+    for stage in ("fetch", "decode", "inference", "publish"):
+        out[f"worker.{stage}"] = 1000 * (wk1.get(stage, 0) - wk0.get(stage, 0)) / n
+    s0, c0 = web0.get("wait", (0, 0))
+    s1, c1 = web1.get("wait", (0, 0))
+    out["web.wait_for_reply"] = 1000 * (s1 - s0) / max(1, c1 - c0)
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def _snapshot(svc: ServiceProcess, store):
+    return web_stages(svc.url), worker_stages(store)
+
+
+def _workers(svc: ServiceProcess) -> int:
+    return json.loads(_get(svc.url + "/api/v1/status"))["workers"]
+
+
+def measure_cold_start(model_dir: Path, items: list[Item], workdir: Path) -> float:
+    """Seconds from a request reaching a service with 0 workers to its answer."""
+    svc = ServiceProcess(workdir / "cold", model_dir, "--max-workers", "1", "--idle-timeout", "30")
+    try:
+        wait_until(lambda: _workers(svc) == 0, 30, what="0 workers")
+        report = run_load(svc.url, items[:1], 1, 1, API)
+        if report.ok != 1:
+            raise RuntimeError(f"cold-start request failed: {report.summary()}")
+        return report.latencies[0]
+    finally:
+        svc.stop()
+
+
+def run_e2e(folder: Path, requests: int, concurrency: int, sweep: list[int], out_dir: Path) -> dict:
+    settings = Settings()
+    model_dir = settings.model_path
+    cores = os.cpu_count() or 1
+    items = load_items(folder, model_dir)
+    report: dict = {"machine": {"cores": cores}, "images": len(items), "requests": requests}
+
+    bare = bench_parallelism(model_dir, [i.data for i in items], cores, rounds=3)
+    report["bare_images_per_second"] = round(max(bare.values()), 2)
+    report["bare_layouts"] = {k: round(v, 2) for k, v in bare.items()}
+    report["bare_single_image_ms"] = round(bare_single_ms(model_dir, items), 2)
+
+    with tempfile.TemporaryDirectory(prefix="imgrec-bench-") as tmp:
+        workdir = Path(tmp)
+        report["cold_start_seconds"] = round(measure_cold_start(model_dir, items, workdir), 3)
+        svc = ServiceProcess(
+            workdir / "warm", model_dir, "--min-workers", str(cores), "--max-workers", str(cores), "--idle-timeout", "300"
+        )
+        store = open_store(Settings(data_dir=workdir / "warm").store_url)
+        try:
+            run_load(svc.url, items, cores * 32, cores * 8, API)  # warm-up: every worker started and warm
+            wait_until(lambda: _workers(svc) == cores, 60, what="all workers")
+            single = run_load(svc.url, items, 30, 1, API)
+            report["idle_single_request"] = single.summary()
+            report["idle_p50_overhead_ms"] = round(single.percentile(50) - report["bare_single_image_ms"], 2)
+
+            before = _snapshot(svc, store)
+            main = run_load(svc.url, items, requests, concurrency, API)
+            report["main"] = main.summary()
+            report["stages_ms_per_image"] = stage_breakdown(before, _snapshot(svc, store), main.ok)
+            report["ratio_to_bare"] = round(main.images_per_second / report["bare_images_per_second"], 3)
+            report["sweep"] = [run_load(svc.url, items, requests, c, API).summary() for c in sweep]
+        finally:
+            svc.stop()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "e2e.json").write_text(json.dumps(report, indent=1))
+    if report["sweep"]:
+        _chart(report, out_dir / "e2e.png")
+    return report
+
+
+def _chart(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r["concurrency"] for r in report["sweep"]]
+    fig, left = plt.subplots(figsize=(8, 4.5))
+    left.plot(xs, [r["images_per_second"] for r in report["sweep"]], "o-", color="tab:blue", label="service images/s")
+    left.axhline(report["bare_images_per_second"], color="tab:blue", ls="--", label="bare pipeline images/s")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("concurrent clients")
+    left.set_ylabel("images/s")
+    right = left.twinx()
+    right.plot(xs, [r["p50_ms"] for r in report["sweep"]], "s-", color="tab:orange", label="p50 latency")
+    right.plot(xs, [r["p99_ms"] for r in report["sweep"]], "^-", color="tab:red", label="p99 latency")
+    right.set_ylabel("latency (ms)")
+    right.set_yscale("log")
+    handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    left.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
+    left.set_title(f"imgrec end to end on {report['machine']['cores']} cores ({report['requests']} requests per point)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_load_check(folder: Path, requests: int, concurrency: int, endpoint: str) -> LoadReport:
+    """`imgrec bench load`: correctness under load: lost, 5xx and wrong labels must all be 0."""
+    settings = Settings()
+    items = load_items(folder, settings.model_path)
+    with tempfile.TemporaryDirectory(prefix="imgrec-load-") as tmp:
+        svc = ServiceProcess(Path(tmp), settings.model_path, "--idle-timeout", "60")
+        try:
+            return run_load(svc.url, items, requests, concurrency, endpoint)
+        finally:
+            svc.stop()
