@@ -140,3 +140,15 @@ def test_many_processes_each_message_once(queue_url):  # noqa: F811
     everything = [x for r in results for x in r]
     assert sorted(everything) == list(range(n)), "each message delivered exactly once"
     assert sum(1 for r in results if r) >= 2, "work was shared"
+
+
+def test_send_many_and_ack_many(q):
+    ids = q.send_many([{"n": i} for i in range(25)])
+    assert len(ids) == len(set(ids)) == 25
+    got = []
+    while len(got) < 25 and (batch := q.receive(10, wait=2.0)):
+        got += batch
+    assert sorted(m.body["n"] for m in got) == list(range(25))
+    q.ack_many(got)
+    assert q.stats().depth == q.stats().in_flight == 0
+    assert q.receive(10, wait=1.5) == []

@@ -24,22 +24,32 @@ class Publisher:
             return None
 
     def publish(self, body: dict, output: dict) -> None:
-        self.store.put(jobs.output_key(body["job_id"]), jobs.dumps(output), "application/json")
-        self.reply(body, output)
+        self.publish_many([(body, output)])
+
+    def publish_many(self, results: list[tuple[dict, dict]]) -> None:
+        """Write every output, then send the replies, one message batch per replica."""
+        for body, output in results:
+            self.store.put(jobs.output_key(body["job_id"]), jobs.dumps(output), "application/json")
+        self.reply_many(results)
 
     def reply(self, body: dict, output: dict) -> None:
-        reply_to = body.get("reply_to")
-        if not reply_to:
-            return  # an async job: the result in the store is the answer
-        try:
-            q = self._reply_queues.get(reply_to)
-            if q is None:
-                # Not create=True: a stopped replica's deleted queue stays deleted.
-                q = self._reply_queues[reply_to] = open_queue(self.queue_url, reply_to)
-            q.send({"job_id": body["job_id"], "result": output})
-        except Exception as exc:
-            # The waiting web tier, if there is one, recovers the result from the store.
-            log.warning("reply to %s for job %s not sent (%s)", reply_to, body["job_id"], exc)
+        self.reply_many([(body, output)])
+
+    def reply_many(self, results: list[tuple[dict, dict]]) -> None:
+        by_replica: dict[str, list[dict]] = {}
+        for body, output in results:
+            if body.get("reply_to"):  # none for async jobs: the result in the store is the answer
+                by_replica.setdefault(body["reply_to"], []).append({"job_id": body["job_id"], "result": output})
+        for reply_to, replies in by_replica.items():
+            try:
+                q = self._reply_queues.get(reply_to)
+                if q is None:
+                    # Not create=True: a stopped replica's deleted queue stays deleted.
+                    q = self._reply_queues[reply_to] = open_queue(self.queue_url, reply_to)
+                q.send_many(replies)
+            except Exception as exc:
+                # The waiting web tier, if there is one, recovers the results from the store.
+                log.warning("%d replies to %s not sent (%s)", len(replies), reply_to, exc)
 
     def close(self) -> None:
         for q in self._reply_queues.values():

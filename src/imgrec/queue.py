@@ -66,6 +66,14 @@ class Queue(ABC):
     def release(self, message: Message) -> bool:
         return self.extend(message, 0)
 
+    def send_many(self, bodies: list[dict]) -> list[str]:
+        """Several at once; adapters override this with one round trip where they can."""
+        return [self.send(b) for b in bodies]
+
+    def ack_many(self, messages: list[Message]) -> None:
+        for m in messages:
+            self.ack(m)
+
     def close(self) -> None:  # noqa: B027 - optional for adapters
         pass
 

@@ -180,6 +180,7 @@ class Worker:
         inferred = time.time()
         n = len(todo)
         self.batch_sizes[n] += 1
+        finished = []
         for (m, body, data), d in zip(todo, decoded):
             if data is None:
                 result: dict = {"error": "the uploaded input is no longer in the store"}
@@ -194,7 +195,8 @@ class Worker:
                 "inference": _ms((inferred - decoded_at) / n),
                 "batch_size": n,
             }
-            self._finish(m, body, result, timings)
+            finished.append((m, body, self._output(m, body, result, timings)))
+        self._finish(finished)
         self.stage_seconds.update({
             "fetch": fetched - received, "decode": decoded_at - fetched,
             "inference": inferred - decoded_at, "publish": time.time() - inferred,
@@ -211,11 +213,16 @@ class Worker:
             self._release([m])
             return
         timings = {"queue_wait": _ms(received - body.get("sent_at", received)), "isolated": _ms(time.time() - received)}
-        self._finish(m, body, result, timings)
+        self._finish([(m, body, self._output(m, body, result, timings))])
 
-    def _finish(self, m: Message, body: dict, result: dict, timings: dict) -> None:
-        """Write the output once, reply, then ack: an ack never precedes a durable result."""
-        output = {
+    def _finish(self, finished: list[tuple[Message, dict, dict]]) -> None:
+        """Write the outputs, reply, then ack: an ack never precedes a durable result."""
+        self.publisher.publish_many([(body, output) for _, body, output in finished])
+        self.queue.ack_many([m for m, _, _ in finished])
+        self.completed += len(finished)
+
+    def _output(self, m: Message, body: dict, result: dict, timings: dict) -> dict:
+        return {
             "job_id": body["job_id"],
             "filename": body.get("filename"),
             "input_key": body.get("input_key"),
@@ -226,9 +233,6 @@ class Worker:
             "completed_at": time.time(),
             "timings_ms": timings,
         }
-        self.publisher.publish(body, output)
-        self.queue.ack(m)
-        self.completed += 1
 
     def _fetch(self, key: str | None) -> bytes | None:
         try:

@@ -108,16 +108,16 @@ def measure_cold_start(model_dir: Path, items: list[Item], workdir: Path) -> flo
         svc.stop()
 
 
-def run_e2e(folder: Path, requests: int, concurrency: int, sweep: list[int], out_dir: Path) -> dict:
+def run_e2e(folder: Path, requests: int, concurrency: int, sweep: list[int], out_dir: Path, rounds: int = 3) -> dict:
+    """The main comparison runs in `rounds` interleaved rounds (bare, service, bare, ...)
+    and keeps each side's best: on a shared machine noise only ever slows a round down."""
     settings = Settings()
     model_dir = settings.model_path
     cores = os.cpu_count() or 1
     items = load_items(folder, model_dir)
-    report: dict = {"machine": {"cores": cores}, "images": len(items), "requests": requests}
-
-    bare = bench_parallelism(model_dir, [i.data for i in items], cores, rounds=3)
-    report["bare_images_per_second"] = round(max(bare.values()), 2)
-    report["bare_layouts"] = {k: round(v, 2) for k, v in bare.items()}
+    images = [i.data for i in items]
+    report: dict = {"machine": {"cores": cores}, "images": len(items), "requests": requests, "rounds": rounds}
+    report["bare_layouts"] = {k: round(v, 2) for k, v in bench_parallelism(model_dir, images, cores).items()}
     report["bare_single_image_ms"] = round(bare_single_ms(model_dir, items), 2)
 
     with tempfile.TemporaryDirectory(prefix="imgrec-bench-") as tmp:
@@ -134,10 +134,19 @@ def run_e2e(folder: Path, requests: int, concurrency: int, sweep: list[int], out
             report["idle_single_request"] = single.summary()
             report["idle_p50_overhead_ms"] = round(single.percentile(50) - report["bare_single_image_ms"], 2)
 
+            bare_runs, service_runs = [], []
             before = _snapshot(svc, store)
-            main = run_load(svc.url, items, requests, concurrency, API)
+            for _ in range(rounds):
+                bare_runs.append(bench_parallelism(model_dir, images, cores, rounds=2)[f"{cores} processes x 1 thread"])
+                service_runs.append(run_load(svc.url, items, requests, concurrency, API))
+            after = _snapshot(svc, store)
+            main = max(service_runs, key=lambda r: r.images_per_second)
+            report["bare_images_per_second"] = round(max(bare_runs), 2)
+            report["bare_rounds"] = [round(x, 2) for x in bare_runs]
+            report["service_rounds"] = [round(r.images_per_second, 2) for r in service_runs]
             report["main"] = main.summary()
-            report["stages_ms_per_image"] = stage_breakdown(before, _snapshot(svc, store), main.ok)
+            report["lost_or_5xx_or_wrong"] = sum(r.lost + r.server_errors + len(r.wrong) for r in service_runs)
+            report["stages_ms_per_image"] = stage_breakdown(before, after, sum(r.ok for r in service_runs))
             report["ratio_to_bare"] = round(main.images_per_second / report["bare_images_per_second"], 3)
             report["sweep"] = [run_load(svc.url, items, requests, c, API).summary() for c in sweep]
         finally:

@@ -56,6 +56,25 @@ class RedisQueue(Queue):
             raise RuntimeError(f"queue {self.key} does not exist (deleted)")
         return entry_id
 
+    def send_many(self, bodies: list[dict]) -> list[str]:
+        pipe = self._redis.pipeline(transaction=False)
+        for b in bodies:
+            pipe.xadd(self.key, {"body": json.dumps(b)}, nomkstream=not self._creates)
+        ids = pipe.execute()
+        if any(i is None for i in ids):
+            raise RuntimeError(f"queue {self.key} does not exist (deleted)")
+        return ids
+
+    def ack_many(self, messages: list[Message]) -> None:
+        ids = [m.id for m in messages if not m.receipt.startswith("dead:")]
+        if len(ids) < len(messages):
+            return super().ack_many(messages)
+        if ids:
+            pipe = self._redis.pipeline()
+            pipe.xack(self.key, GROUP, *ids)
+            pipe.xdel(self.key, *ids)
+            pipe.execute()
+
     def _message(self, entry_id: str, fields: dict, count: int) -> Message:
         return Message(entry_id, json.loads(fields["body"]), f"{entry_id}/{self._consumer}/{count}", count)
 

@@ -66,16 +66,20 @@ class SqliteQueue(Queue):
             return result
 
     def send(self, body: dict) -> str:
-        data = json.dumps(body)
+        return self.send_many([body])[0]
+
+    def send_many(self, bodies: list[dict]) -> list[str]:
+        rows = [(self.name, json.dumps(b)) for b in bodies]
 
         def insert(db):
-            return db.execute(
-                "INSERT INTO messages (queue, body, visible_at) VALUES (?, ?, 0)", (self.name, data)
-            ).lastrowid
+            return [
+                str(db.execute("INSERT INTO messages (queue, body, visible_at) VALUES (?, ?, 0)", row).lastrowid)
+                for row in rows
+            ]
 
-        seq = self._transaction(insert)
+        ids = self._transaction(insert)
         wake_all(self._wake_dir)
-        return str(seq)
+        return ids
 
     def _take(self, max_messages: int) -> tuple[list[Message], float | None]:
         """Claim up to max_messages; also return when the next in-flight one reappears."""
@@ -127,12 +131,16 @@ class SqliteQueue(Queue):
             self._waiter.wait(sleep)
 
     def ack(self, message: Message) -> bool:
-        def delete(db):
-            return db.execute(
-                "DELETE FROM messages WHERE seq = ? AND receipt = ?", (int(message.id), message.receipt)
-            ).rowcount
+        return self._delete([message]) == 1
 
-        return bool(self._transaction(delete))
+    def ack_many(self, messages: list[Message]) -> None:
+        self._delete(messages)
+
+    def _delete(self, messages: list[Message]) -> int:
+        rows = [(int(m.id), m.receipt) for m in messages]
+        return self._transaction(
+            lambda db: sum(db.execute("DELETE FROM messages WHERE seq = ? AND receipt = ?", r).rowcount for r in rows)
+        )
 
     def extend(self, message: Message, seconds: float) -> bool:
         def update(db):

@@ -85,6 +85,30 @@ class SqsQueue(Queue):
             extra = {"MessageGroupId": key, "MessageDeduplicationId": key}
         return self._sqs.send_message(QueueUrl=self._url, MessageBody=json.dumps(body), **extra)["MessageId"]
 
+    def send_many(self, bodies: list[dict]) -> list[str]:
+        ids = []
+        for start in range(0, len(bodies), _MAX_BATCH):
+            entries = []
+            for i, body in enumerate(bodies[start : start + _MAX_BATCH]):
+                entry = {"Id": str(i), "MessageBody": json.dumps(body)}
+                if self.fifo:
+                    key = str(body.get("job_id") or uuid.uuid4().hex)
+                    entry.update(MessageGroupId=key, MessageDeduplicationId=key)
+                entries.append(entry)
+            response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
+            if response.get("Failed"):
+                raise RuntimeError(f"SQS refused {len(response['Failed'])} messages: {response['Failed'][0]}")
+            ids += [e["MessageId"] for e in sorted(response["Successful"], key=lambda e: int(e["Id"]))]
+        return ids
+
+    def ack_many(self, messages: list[Message]) -> None:
+        for start in range(0, len(messages), _MAX_BATCH):
+            chunk = messages[start : start + _MAX_BATCH]
+            entries = [{"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)]
+            response = self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)
+            for failed in response.get("Failed", []):  # e.g. a dead-letter receipt: the slow way
+                self.ack(chunk[int(failed["Id"])])
+
     def _receive(self, url: str, max_messages: int, wait: float) -> list[Message]:
         response = self._sqs.receive_message(
             QueueUrl=url,

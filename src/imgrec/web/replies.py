@@ -103,4 +103,8 @@ class ReplyListener:
                 body = m.body
                 if isinstance(body, dict) and "job_id" in body:
                     self._loop.call_soon_threadsafe(self._deliver, body["job_id"], body.get("result", {}))
-                self.queue.ack(m)
+            if messages:
+                try:
+                    self.queue.ack_many(messages)
+                except Exception:
+                    log.exception("acking replies failed; they may be delivered twice (harmless)")
