@@ -41,7 +41,7 @@ class Settings(BaseSettings):
 
     # Workers
     max_batch: int = 16
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 2.0
     visibility_timeout: float = 30.0
     max_receives: int = 5
     worker_idle_timeout: float = 30.0

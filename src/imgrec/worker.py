@@ -72,7 +72,7 @@ class Worker:
                     if time.monotonic() >= next_dead_check:
                         next_dead_check = time.monotonic() + DEAD_LETTER_CHECK
                         answer_dead_letters(self.queue, self.publisher)
-                    messages = self.queue.receive(self.settings.max_batch, wait=min(idle_left, 0.5))
+                    messages = self._receive_batch(min(idle_left, 0.5))
                     backoff = 0.0
                 except Exception as exc:
                     # The queue is unreachable: wait longer each time, and keep going.
@@ -99,6 +99,15 @@ class Worker:
             beat.join(timeout=5)
             self._write_heartbeat("stopped")
             self.publisher.close()
+
+    def _receive_batch(self, wait: float) -> list[Message]:
+        """Everything waiting, up to max_batch. When more than one was waiting (the service
+        is busy) wait up to max_wait_ms for the batch to fill; a lone request goes at once."""
+        messages = self.queue.receive(self.settings.max_batch, wait=wait)
+        room = self.settings.max_batch - len(messages)
+        if len(messages) > 1 and room > 0 and self.settings.max_wait_ms > 0:
+            messages += self.queue.receive(room, wait=self.settings.max_wait_ms / 1000)
+        return messages
 
     def _release(self, messages: list[Message]) -> None:
         """Make messages visible again at once, so that nothing waits for a timeout."""
