@@ -128,7 +128,7 @@ def bench_engine(
 
     cores = os.cpu_count() or 1
     if cores > 1:
-        par = bench_parallelism(Settings().model_path, read_images(folder), cores)
+        par = bench_parallelism(Settings().model_path, read_images(folder), cores, overlapped=True)
         table = Table(title="parallelism on all cores (decode + inference, batch 8)")
         table.add_column("layout")
         table.add_column("images/s", justify="right")
