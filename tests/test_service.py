@@ -231,3 +231,29 @@ def test_load_check_command(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "300 passed, 0 failed" in out.stdout
     assert '"lost": 0' in out.stdout and '"server_errors": 0' in out.stdout
+
+
+def test_a_refused_file_among_good_ones_gets_its_own_error(service, variants, expected):
+    names = list(variants)[20:22]
+    files = [
+        ("file", (names[0], variants[names[0]], "image/jpeg")),
+        ("file", ("notes.txt", b"not an image at all", "text/plain")),
+        ("file", (names[1], variants[names[1]], "image/jpeg")),
+    ]
+    r = httpx.post(service.url + "/api/v1/classify", files=files, timeout=60)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x.get("label") for x in results] == [expected[names[0]], None, expected[names[1]]]
+    assert results[1]["filename"] == "notes.txt" and "not an image" in results[1]["error"]
+    assert results[1]["job_id"] is None  # nothing stored or queued for it
+
+    r = httpx.post(service.url + "/api/v1/jobs", files=files, timeout=60)
+    assert r.status_code == 202
+    jobs_ = r.json()["jobs"]
+    assert [j["status"] for j in jobs_] == ["queued", "rejected", "queued"]
+    batch = wait_until(
+        lambda: (b := httpx.get(service.url + r.json()["batch_url"]).json())["status"] == "done" and b, 60, 0.2
+    )
+    assert [x.get("label") for x in batch["results"]] == [expected[names[0]], None, expected[names[1]]]
+    csv_text = httpx.get(service.url + r.json()["batch_url"] + "?format=csv").text
+    assert "notes.txt" in csv_text and "not an image" in csv_text

@@ -145,16 +145,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         submitted: list[tuple[str, Upload, asyncio.Future | None]] = []
         try:
             for up in uploads:
-                submitted.append(await submit_one(up, wait, batch_id))
+                submitted.append((None, up, None) if up.error else await submit_one(up, wait, batch_id))
         except BackendUnavailable:
             for job_id, _, _ in submitted:
-                s.replies.forget(job_id)
+                if job_id:
+                    s.replies.forget(job_id)
             raise
         if batch_id:
             manifest = {
                 "batch_id": batch_id,
                 "created": time.time(),
-                "jobs": [{"job_id": j, "filename": up.filename} for j, up, _ in submitted],
+                "jobs": [_entry(j, up) for j, up, _ in submitted],
             }
             await backend(s.store.put, jobs.batch_key(batch_id), jobs.dumps(manifest), "application/json")
         return submitted
@@ -187,7 +188,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def wait_all(submitted) -> list[dict | None]:
         timeout = settings.request_timeout
         with stage_seconds.labels("wait").time():
-            return list(await asyncio.gather(*(svc().replies.wait(j, f, timeout) for j, _, f in submitted)))
+            return list(await asyncio.gather(*(
+                svc().replies.wait(j, f, timeout) if j else _refused(up) for j, up, f in submitted
+            )))
 
     # --- the classic workload generator ------------------------------------------------
 
@@ -252,6 +255,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "batch_url": f"/api/v1/batches/{batch_id}",
                 "jobs": [
                     {"job_id": j, "filename": up.filename, "status": "queued", "url": f"/api/v1/jobs/{j}"}
+                    if j else {**_entry(j, up), "status": "rejected"}
                     for j, up, _ in submitted
                 ],
             },
@@ -295,6 +299,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pass
         results, done = [], 0
         for entry in manifest["jobs"]:
+            if entry.get("error"):  # refused at upload
+                done += 1
+                results.append(entry)
+                continue
             state = job_status(entry["job_id"]) or {"status": "queued"}
             if "result" in state:
                 done += 1
@@ -372,6 +380,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return page
 
     return app
+
+
+def _entry(job_id: str | None, up: Upload) -> dict:
+    entry = {"job_id": job_id, "filename": up.filename}
+    if up.error:
+        entry["error"] = up.error.message
+    return entry
+
+
+async def _refused(up: Upload) -> dict:
+    return _entry(None, up)
 
 
 def _retry_later(request: Request, status: int, message: str) -> Response:
