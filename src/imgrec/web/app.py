@@ -1,63 +1,44 @@
-"""The web tier: stores each upload, queues a request, returns the worker's answer."""
+"""The web tier: stores each upload, queues a request, returns the worker's answer.
+
+Routes only parse and answer; `intake` takes uploads in, `results` reads them back,
+`responses` holds the error answers. Cross-cutting concerns are ASGI middleware.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
-import json
 import logging
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from imgrec import connect, jobs, registry
+from imgrec import connect, jobs
 from imgrec.queue import Queue, open_queue
 from imgrec.settings import Settings
-from imgrec.store import ObjectNotFound, ObjectStore
+from imgrec.store import ObjectStore
+from imgrec.web import results
 from imgrec.web.auth import ApiKeys
+from imgrec.web.intake import Intake
 from imgrec.web.limits import BodySizeLimit
 from imgrec.web.metrics import RequestMetrics, SystemCollector
 from imgrec.web.replies import ReplyListener
-from imgrec.web.uploads import Upload, UploadError, read_uploads
+from imgrec.web.responses import BackendUnavailable, Overloaded, backend, error, retry_later
+from imgrec.web.uploads import UploadError
 
 log = logging.getLogger("imgrec.web")
 CLASSIC_FIELDS = ("myfile", "inputFile")
 API_FIELDS = ("file",)
-RETRY_AFTER = 2  # seconds, in 503 and 429 answers
-CSV_COLUMNS = ("filename", "job_id", "label", "class_index", "wnid", "score", "error")
 
 
 @dataclass
 class Services:
-    settings: Settings
     store: ObjectStore
     requests: Queue
     replies: ReplyListener
-
-
-class Overloaded(Exception):
-    """The backlog is over its limit: the client should come back later (429)."""
-
-
-class BackendUnavailable(Exception):
-    """The queue or the store failed: the client should try again shortly (503)."""
-
-
-async def backend(fn, *args):
-    """Run a blocking queue/store call off the event loop; its failures become 503s."""
-    try:
-        return await asyncio.to_thread(fn, *args)
-    except (ObjectNotFound, UploadError):
-        raise
-    except Exception as exc:
-        log.warning("backend call %s failed: %s", getattr(fn, "__name__", fn), exc)
-        raise BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    intake: Intake
 
 
 def _upload_schema(field: str, many: bool) -> dict:
@@ -69,20 +50,17 @@ def _upload_schema(field: str, many: bool) -> dict:
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
-def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status, headers=headers)
-
-
-def _public(output: dict) -> dict:
-    """A result as the API shows it."""
-    keys = ("job_id", "filename", "label", "class_index", "wnid", "score", "top", "error")
-    return {k: output[k] for k in keys if k in output}
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    services: Services | None = None
     metrics_registry = CollectorRegistry()
+    services: Services | None = None
+
+    def svc() -> Services:
+        assert services is not None, "the app is not started"
+        return services
+
+    def status_snapshot() -> dict:
+        return results.status_snapshot(svc().requests, svc().store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -92,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reply_queue = open_queue(settings.queue_url, f"replies-{jobs.new_id()[:16]}", create=True)
         replies = ReplyListener(reply_queue, store, metrics_registry)
         replies.start()
-        services = Services(settings, store, requests, replies)
+        services = Services(store, requests, replies, Intake(settings, store, requests, replies, metrics_registry))
         metrics_registry.register(SystemCollector(status_snapshot))
         log.info("web tier ready; replies on queue %s", replies.name)
         yield
@@ -100,97 +78,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         requests.close()
 
     app = FastAPI(title="imgrec", version="0.1.0", lifespan=lifespan)
-
-    @app.exception_handler(BackendUnavailable)
-    async def unavailable(request: Request, exc: BackendUnavailable):
-        return _retry_later(request, 503, "the service's storage or queue is unavailable right now; please retry shortly")
-
-    @app.exception_handler(Overloaded)
-    async def overloaded(request: Request, exc: Overloaded):
-        return _retry_later(request, 429, f"the service is busy ({exc} requests waiting); please retry shortly")
-
-    stage_seconds = Histogram(
-        "imgrec_web_stage_seconds", "time per upload in each web-tier stage", ["stage"], registry=metrics_registry,
-        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-    )
-
-    backlog_seen = [0.0, 0]  # (when, depth): one queue look per quarter second, not per request
-    uploads_gate = asyncio.Semaphore(settings.max_concurrent_uploads)
-
-    async def admit() -> None:
-        now = time.monotonic()
-        if now - backlog_seen[0] > 0.25:
-            backlog_seen[:] = [now, (await backend(svc().requests.stats)).depth]
-        if backlog_seen[1] >= settings.max_backlog:
-            raise Overloaded(backlog_seen[1])
-
-    async def receive_uploads(request: Request, fields: tuple[str, ...], max_files: int) -> list[Upload]:
-        await admit()
-        with stage_seconds.labels("parse").time():
-            return await read_uploads(request, fields, max_files, settings.max_pixels)
-
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     if keys := [k.strip() for k in settings.api_keys.split(",") if k.strip()]:
         app.add_middleware(ApiKeys, keys=keys)
     app.add_middleware(RequestMetrics, registry=metrics_registry)
 
-    def svc() -> Services:
-        assert services is not None, "the app is not started"
-        return services
+    @app.exception_handler(BackendUnavailable)
+    async def unavailable(request: Request, exc: BackendUnavailable):
+        return retry_later(request, 503, "the service's storage or queue is unavailable right now; please retry shortly")
 
-    # --- submitting -----------------------------------------------------------------
-
-    async def submit(uploads: list[Upload], *, wait: bool, batch_id: str | None) -> list[tuple[str, Upload, asyncio.Future | None]]:
-        s = svc()
-        submitted: list[tuple[str, Upload, asyncio.Future | None]] = []
-        try:
-            for up in uploads:
-                submitted.append((None, up, None) if up.error else await submit_one(up, wait, batch_id))
-        except BackendUnavailable:
-            for job_id, _, _ in submitted:
-                if job_id:
-                    s.replies.forget(job_id)
-            raise
-        if batch_id:
-            manifest = {
-                "batch_id": batch_id,
-                "created": time.time(),
-                "jobs": [_entry(j, up) for j, up, _ in submitted],
-            }
-            await backend(s.store.put, jobs.batch_key(batch_id), jobs.dumps(manifest), "application/json")
-        return submitted
-
-    async def submit_one(up: Upload, wait: bool, batch_id: str | None) -> tuple[str, Upload, asyncio.Future | None]:
-        """Store the input, then queue the request that names it (never the bytes)."""
-        s = svc()
-        job_id = jobs.new_id()
-        key = jobs.input_key(job_id, up.filename or "upload")
-        with stage_seconds.labels("store").time():
-            await backend(s.store.put, key, up.data)
-        fut = s.replies.expect(job_id) if wait else None
-        body = {
-            "job_id": job_id,
-            "input_key": key,
-            "filename": up.filename,
-            "batch_id": batch_id,
-            "reply_to": s.replies.name if wait else None,
-            "mode": "sync" if wait else "async",
-            "sent_at": time.time(),
-        }
-        try:
-            with stage_seconds.labels("enqueue").time():
-                await backend(s.requests.send, body)
-        except BackendUnavailable:
-            s.replies.forget(job_id)
-            raise
-        return job_id, up, fut
-
-    async def wait_all(submitted) -> list[dict | None]:
-        timeout = settings.request_timeout
-        with stage_seconds.labels("wait").time():
-            return list(await asyncio.gather(*(
-                svc().replies.wait(j, f, timeout) if j else _refused(up) for j, up, f in submitted
-            )))
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded):
+        return retry_later(request, 429, f"the service is busy ({exc} requests waiting); please retry shortly")
 
     # --- the classic workload generator ------------------------------------------------
 
@@ -199,13 +98,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_extra=_upload_schema("myfile", many=False),
     )
     async def classic(request: Request):
-        async with uploads_gate:
+        intake = svc().intake
+        async with intake.gate:
             try:
-                up = (await receive_uploads(request, CLASSIC_FIELDS, 1))[0]
+                up = (await intake.receive(request, CLASSIC_FIELDS, 1))[0]
             except UploadError as exc:
                 return PlainTextResponse(exc.message + "\n", status_code=exc.status)
-            submitted = await submit([up], wait=True, batch_id=None)
-        (result,) = await wait_all(submitted)
+            submitted = await intake.submit([up], wait=True, batch_id=None)
+        (result,) = await intake.wait_all(submitted)
         name = jobs.display_name(up.filename)
         if result is None:
             return PlainTextResponse(f"{name}: timed out waiting for a worker\n", status_code=504)
@@ -220,19 +120,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_extra=_upload_schema("file", many=True),
     )
     async def api_classify(request: Request):
-        async with uploads_gate:
+        intake = svc().intake
+        async with intake.gate:
             try:
-                uploads = await receive_uploads(request, API_FIELDS, settings.max_files_per_request)
+                uploads = await intake.receive(request, API_FIELDS, settings.max_files_per_request)
             except UploadError as exc:
-                return _error(exc.status, exc.message)
+                return error(exc.status, exc.message)
             batch_id = jobs.new_id() if len(uploads) > 1 else None
-            submitted = await submit(uploads, wait=True, batch_id=batch_id)
-        results = await wait_all(submitted)
-        if any(r is None for r in results):
-            return _error(504, "timed out waiting for a worker; finished results will be at GET /api/v1/jobs/{job_id}")
-        body: dict = {"results": [_public(r) for r in results if r is not None]}
+            submitted = await intake.submit(uploads, wait=True, batch_id=batch_id)
+        answers = await intake.wait_all(submitted)
+        if any(r is None for r in answers):
+            return error(504, "timed out waiting for a worker; finished results will be at GET /api/v1/jobs/{job_id}")
+        body: dict = {"results": [results.public(r) for r in answers if r is not None]}
         if batch_id:
-            await backend(write_batch_results, batch_id, body["results"])
+            await backend(results.write_batch_results, svc().store, batch_id, body["results"])
             body["batch_id"] = batch_id
         status = 422 if all("error" in r for r in body["results"]) else 200
         return JSONResponse(body, status_code=status)
@@ -242,114 +143,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_extra=_upload_schema("file", many=True),
     )
     async def api_submit(request: Request):
-        async with uploads_gate:
+        intake = svc().intake
+        async with intake.gate:
             try:
-                uploads = await receive_uploads(request, API_FIELDS, settings.max_files_per_request)
+                uploads = await intake.receive(request, API_FIELDS, settings.max_files_per_request)
             except UploadError as exc:
-                return _error(exc.status, exc.message)
+                return error(exc.status, exc.message)
             batch_id = jobs.new_id()
-            submitted = await submit(uploads, wait=False, batch_id=batch_id)
-        return JSONResponse(
-            {
-                "batch_id": batch_id,
-                "batch_url": f"/api/v1/batches/{batch_id}",
-                "jobs": [
-                    {"job_id": j, "filename": up.filename, "status": "queued", "url": f"/api/v1/jobs/{j}"}
-                    if j else {**_entry(j, up), "status": "rejected"}
-                    for j, up, _ in submitted
-                ],
-            },
-            status_code=202,
-        )
-
-    def job_status(job_id: str) -> dict | None:
-        st = svc().store
-        try:
-            output = json.loads(st.get(jobs.output_key(job_id)))
-            return {"job_id": job_id, "status": "failed" if "error" in output else "done", "result": _public(output)}
-        except ObjectNotFound:
-            pass
-        if st.exists(jobs.running_key(job_id)):
-            return {"job_id": job_id, "status": "running"}
-        if next(iter(st.list(f"inputs/{job_id}/")), None):
-            return {"job_id": job_id, "status": "queued"}
-        return None
+            submitted = await intake.submit(uploads, wait=False, batch_id=batch_id)
+        listed = [
+            {"job_id": j, "filename": up.filename, "status": "queued", "url": f"/api/v1/jobs/{j}"}
+            if j else {**results.entry(j, up), "status": "rejected"}
+            for j, up, _ in submitted
+        ]
+        body = {"batch_id": batch_id, "batch_url": f"/api/v1/batches/{batch_id}", "jobs": listed}
+        return JSONResponse(body, status_code=202)
 
     @app.get("/api/v1/jobs/{job_id}", summary="A job's status and result")
     async def api_job(job_id: str):
         if not jobs.is_id(job_id):
-            return _error(404, "no such job: a job id is 32 hexadecimal characters")
-        status = await backend(job_status, job_id)
-        return status if status else _error(404, f"no such job: {job_id}")
-
-    def write_batch_results(batch_id: str, results: list[dict]) -> None:
-        st = svc().store
-        st.put(jobs.batch_key(batch_id, "results.json"), jobs.dumps({"batch_id": batch_id, "results": results}), "application/json")
-        st.put(jobs.batch_key(batch_id, "results.csv"), _to_csv(results).encode(), "text/csv")
-
-    def batch_view(batch_id: str) -> dict | None:
-        st = svc().store
-        try:
-            manifest = json.loads(st.get(jobs.batch_key(batch_id)))
-        except ObjectNotFound:
-            return None
-        try:
-            return {"status": "done", **json.loads(st.get(jobs.batch_key(batch_id, "results.json")))}
-        except ObjectNotFound:
-            pass
-        results, done = [], 0
-        for entry in manifest["jobs"]:
-            if entry.get("error"):  # refused at upload
-                done += 1
-                results.append(entry)
-                continue
-            state = job_status(entry["job_id"]) or {"status": "queued"}
-            if "result" in state:
-                done += 1
-                results.append(state["result"])
-            else:
-                results.append({"job_id": entry["job_id"], "filename": entry["filename"], "status": state["status"]})
-        if done == len(manifest["jobs"]):
-            write_batch_results(batch_id, results)  # merged once, as the original outputfile.txt
-            return {"status": "done", "batch_id": batch_id, "results": results}
-        return {"status": "running", "batch_id": batch_id, "done": done, "results": results}
+            return error(404, "no such job: a job id is 32 hexadecimal characters")
+        status = await backend(results.job_status, svc().store, job_id)
+        return status if status else error(404, f"no such job: {job_id}")
 
     @app.get("/api/v1/batches/{batch_id}", summary="All results of a multi-image upload, in upload order (?format=csv)")
     async def api_batch(batch_id: str, format: str = "json"):
         if not jobs.is_id(batch_id):
-            return _error(404, "no such batch: a batch id is 32 hexadecimal characters")
+            return error(404, "no such batch: a batch id is 32 hexadecimal characters")
         if format not in ("json", "csv"):
-            return _error(400, "format must be json or csv")
-        view = await backend(batch_view, batch_id)
+            return error(400, "format must be json or csv")
+        view = await backend(results.batch_view, svc().store, batch_id)
         if view is None:
-            return _error(404, f"no such batch: {batch_id}")
-        if format == "csv":
-            if view["status"] != "done":
-                return _error(409, "the batch is not finished yet; try again shortly", {"Retry-After": "1"})
-            return Response(
-                _to_csv(view["results"]), media_type="text/csv",
-                headers={"Content-Disposition": f'attachment; filename="imgrec-{batch_id}.csv"'},
-            )
-        return view
+            return error(404, f"no such batch: {batch_id}")
+        if format == "json":
+            return view
+        if view["status"] != "done":
+            return error(409, "the batch is not finished yet; try again shortly", {"Retry-After": "1"})
+        return Response(
+            results.to_csv(view["results"]), media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="imgrec-{batch_id}.csv"'},
+        )
 
     # --- operations -------------------------------------------------------------------
-
-    def status_snapshot() -> dict:
-        s = svc()
-        stats = s.requests.stats()
-        workers = registry.read_workers(s.store)
-        sizes: dict[str, int] = {}
-        for w in workers:
-            for k, v in w.batch_sizes.items():
-                sizes[k] = sizes.get(k, 0) + v
-        return {
-            "queue_depth": stats.depth,
-            "in_flight": stats.in_flight,
-            "dead_letter": stats.dead,
-            "workers": sum(w.alive for w in workers),
-            "completed": sum(w.completed for w in workers),
-            "batch_sizes": sizes,
-        }
 
     @app.get("/api/v1/status", summary="Queue depth, in-flight, live workers, dead letters, completed")
     async def api_status():
@@ -365,7 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await backend(svc().requests.stats)
             await backend(svc().store.exists, "readyz")
         except BackendUnavailable as exc:
-            return _error(503, f"not ready: {exc}", {"Retry-After": "1"})
+            return error(503, f"not ready: {exc}", {"Retry-After": "1"})
         return {"ready": True}
 
     @app.get("/metrics", include_in_schema=False)
@@ -380,30 +215,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return page
 
     return app
-
-
-def _entry(job_id: str | None, up: Upload) -> dict:
-    entry = {"job_id": job_id, "filename": up.filename}
-    if up.error:
-        entry["error"] = up.error.message
-    return entry
-
-
-async def _refused(up: Upload) -> dict:
-    return _entry(None, up)
-
-
-def _retry_later(request: Request, status: int, message: str) -> Response:
-    headers = {"Retry-After": str(RETRY_AFTER)}
-    if request.url.path == "/":
-        return PlainTextResponse(message + "\n", status_code=status, headers=headers)
-    return _error(status, message, headers)
-
-
-def _to_csv(results: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for r in results:
-        writer.writerow(r)
-    return buf.getvalue()
