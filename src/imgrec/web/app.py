@@ -99,14 +99,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     async def classic(request: Request):
         intake = svc().intake
-        async with intake.gate:
-            try:
-                up = (await intake.receive(request, CLASSIC_FIELDS, 1))[0]
-            except UploadError as exc:
-                return PlainTextResponse(exc.message + "\n", status_code=exc.status)
-            submitted = await intake.submit([up], wait=True, batch_id=None)
+        try:
+            _, submitted = await intake.take(request, CLASSIC_FIELDS, 1, wait=True, always_batch=False)
+        except UploadError as exc:
+            return PlainTextResponse(exc.message + "\n", status_code=exc.status)
         (result,) = await intake.wait_all(submitted)
-        name = jobs.display_name(up.filename)
+        name = jobs.display_name(submitted[0][1].filename)
         if result is None:
             return PlainTextResponse(f"{name}: timed out waiting for a worker\n", status_code=504)
         if "error" in result:
@@ -121,13 +119,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     async def api_classify(request: Request):
         intake = svc().intake
-        async with intake.gate:
-            try:
-                uploads = await intake.receive(request, API_FIELDS, settings.max_files_per_request)
-            except UploadError as exc:
-                return error(exc.status, exc.message)
-            batch_id = jobs.new_id() if len(uploads) > 1 else None
-            submitted = await intake.submit(uploads, wait=True, batch_id=batch_id)
+        try:
+            batch_id, submitted = await intake.take(
+                request, API_FIELDS, settings.max_files_per_request, wait=True, always_batch=False
+            )
+        except UploadError as exc:
+            return error(exc.status, exc.message)
         answers = await intake.wait_all(submitted)
         if any(r is None for r in answers):
             return error(504, "timed out waiting for a worker; finished results will be at GET /api/v1/jobs/{job_id}")
@@ -143,14 +140,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_extra=_upload_schema("file", many=True),
     )
     async def api_submit(request: Request):
-        intake = svc().intake
-        async with intake.gate:
-            try:
-                uploads = await intake.receive(request, API_FIELDS, settings.max_files_per_request)
-            except UploadError as exc:
-                return error(exc.status, exc.message)
-            batch_id = jobs.new_id()
-            submitted = await intake.submit(uploads, wait=False, batch_id=batch_id)
+        try:
+            batch_id, submitted = await svc().intake.take(
+                request, API_FIELDS, settings.max_files_per_request, wait=False, always_batch=True
+            )
+        except UploadError as exc:
+            return error(exc.status, exc.message)
         listed = [
             {"job_id": j, "filename": up.filename, "status": "queued", "url": f"/api/v1/jobs/{j}"}
             if j else {**results.entry(j, up), "status": "rejected"}

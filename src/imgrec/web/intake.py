@@ -45,10 +45,17 @@ class Intake:
         if depth >= self.settings.max_backlog:
             raise Overloaded(depth)
 
-    async def receive(self, request: Request, fields: tuple[str, ...], max_files: int) -> list[Upload]:
-        await self.admit()
-        with self.stage.labels("parse").time():
-            return await read_uploads(request, fields, max_files, self.settings.max_pixels)
+    async def take(
+        self, request: Request, fields: tuple[str, ...], max_files: int, *, wait: bool, always_batch: bool
+    ) -> tuple[str | None, list[Submitted]]:
+        """Admit, read, store and queue an upload: (batch id, its files in order). Several
+        files (or `always_batch`) make a batch. Raises UploadError for a refused request."""
+        async with self.gate:
+            await self.admit()
+            with self.stage.labels("parse").time():
+                uploads = await read_uploads(request, fields, max_files, self.settings.max_pixels)
+            batch_id = jobs.new_id() if always_batch or len(uploads) > 1 else None
+            return batch_id, await self.submit(uploads, wait=wait, batch_id=batch_id)
 
     async def submit(self, uploads: list[Upload], *, wait: bool, batch_id: str | None) -> list[Submitted]:
         submitted: list[Submitted] = []
