@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -54,6 +55,8 @@ def test_zero_to_many_to_zero(service, variants):
         return len(service.worker_pids()) >= 2
 
     wait_until(two_workers, 60, what="more than one worker under load")
+    for pid in service.worker_pids():  # an operator sees them in ps
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"imgrec worker")
     wait_until(lambda: _all_done(service, submitted), 120, 0.5, "all jobs done")
     wait_until(lambda: not service.worker_pids() and service.status()["workers"] == 0, IDLE + 30, 0.5, "back to 0")
     # The processes are gone, not only their heartbeats.
