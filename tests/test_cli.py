@@ -62,3 +62,20 @@ def test_bench_engine_prints_ratios(tmp_path):
     assert out.returncode == 0, out.stderr
     ratios = re.findall(r"(\d+\.\d\d)x", out.stdout)
     assert len(ratios) == 3 and all(float(r) > 0 for r in ratios), out.stdout
+
+
+def test_bench_e2e_reports_and_charts(tmp_path):
+    """A small run of the end-to-end benchmark: the report has every figure, the chart exists."""
+    from images import photo_variants
+
+    folder = write_folder(tmp_path / "imgs", photo_variants(12))
+    out = run("bench", "e2e", str(folder), "--requests", "24", "--concurrency", "8", "--sweep", "1,8",
+              "--out", str(tmp_path / "report"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads((tmp_path / "report" / "e2e.json").read_text())
+    assert report["lost_or_5xx_or_wrong"] == 0 and report["main"]["ok"] == 24
+    assert report["ratio_to_bare"] > 0 and report["cold_start_seconds"] > 0
+    assert set(report["stages_ms_per_image"]) >= {"web.parse", "worker.decode", "worker.inference", "worker.queue_wait"}
+    assert [s["concurrency"] for s in report["sweep"]] == [1, 8]
+    assert (tmp_path / "report" / "e2e.png").read_bytes()[:4] == b"\x89PNG"
+    assert "ratio" in out.stdout

@@ -172,8 +172,27 @@ def bench_e2e(
     from imgrec.bench.e2e import run_e2e
 
     levels = [int(x) for x in sweep.split(",") if x.strip()]
-    report = run_e2e(folder, requests, concurrency, levels, out)
-    console.print_json(json.dumps(report))
+    r = run_e2e(folder, requests, concurrency, levels, out)
+    main = r["main"]
+    table = Table(title=f"imgrec end to end, {concurrency} clients, {requests} requests (best of {r['rounds']} rounds)")
+    for col in ("", "images/s", "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(col, justify="right")
+    table.add_row("service", f"{main['images_per_second']:.1f}", f"{main['p50_ms']:.1f}", f"{main['p95_ms']:.1f}", f"{main['p99_ms']:.1f}")
+    table.add_row("bare pipeline", f"{r['bare_images_per_second']:.1f}", "", "", "")
+    table.add_row("ratio", f"{r['ratio_to_bare']:.3f}x", "", "", "")
+    console.print(table)
+    stages = Table(title="ms per image in each stage (the service's own timings)")
+    stages.add_column("stage")
+    stages.add_column("ms", justify="right")
+    for stage, ms in r["stages_ms_per_image"].items():
+        stages.add_row(stage, f"{ms:.2f}")
+    console.print(stages)
+    console.print(
+        f"idle single request p50: {r['idle_single_request']['p50_ms']:.1f} ms "
+        f"(bare single image {r['bare_single_image_ms']:.1f} ms, overhead {r['idle_p50_overhead_ms']:.1f} ms); "
+        f"cold start to first result: {r['cold_start_seconds']:.2f} s; "
+        f"lost/5xx/wrong: {r['lost_or_5xx_or_wrong']}; client CPU share {main['client_cpu_share']:.1%}"
+    )
     console.print(f"written: {out / 'e2e.json'}" + (f", {out / 'e2e.png'}" if levels else ""))
 
 

@@ -28,9 +28,12 @@ class Publisher:
 
     def publish_many(self, results: list[tuple[dict, dict]]) -> None:
         """Write every output, then send the replies, one message batch per replica."""
+        self.write_many(results)
+        self.reply_many(results)
+
+    def write_many(self, results: list[tuple[dict, dict]]) -> None:
         for body, output in results:
             self.store.put(jobs.output_key(body["job_id"]), jobs.dumps(output), "application/json")
-        self.reply_many(results)
 
     def reply(self, body: dict, output: dict) -> None:
         self.reply_many([(body, output)])

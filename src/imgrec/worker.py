@@ -207,8 +207,8 @@ class Worker:
             finished.append((m, body, self._output(m, body, result, timings)))
         self._finish(finished)
         self.stage_seconds.update({
-            "fetch": fetched - received, "decode": decoded_at - fetched,
-            "inference": inferred - decoded_at, "publish": time.time() - inferred,
+            "queue_wait": sum(received - b.get("sent_at", received) for _, b, _ in todo),
+            "fetch": fetched - received, "decode": decoded_at - fetched, "inference": inferred - decoded_at,
         })
 
     def _process_alone(self, m: Message, body: dict, data: bytes | None, received: float) -> None:
@@ -226,8 +226,13 @@ class Worker:
 
     def _finish(self, finished: list[tuple[Message, dict, dict]]) -> None:
         """Write the outputs, reply, then ack: an ack never precedes a durable result."""
-        self.publisher.publish_many([(body, output) for _, body, output in finished])
+        results = [(body, output) for _, body, output in finished]
+        t0 = time.perf_counter()
+        self.publisher.write_many(results)
+        t1 = time.perf_counter()
+        self.publisher.reply_many(results)
         self.queue.ack_many([m for m, _, _ in finished])
+        self.stage_seconds.update({"result_write": t1 - t0, "reply_and_ack": time.perf_counter() - t1})
         self.completed += len(finished)
 
     def _output(self, m: Message, body: dict, result: dict, timings: dict) -> dict:

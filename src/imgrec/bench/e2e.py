@@ -73,13 +73,13 @@ def worker_stages(store) -> tuple[dict[str, float], int]:
 def stage_breakdown(before, after, images: int) -> dict[str, float]:
     """Milliseconds per image in each stage during one run (web and worker stages)."""
     (web0, (wk0, done0)), (web1, (wk1, done1)) = before, after
-    out = {}
+    out: dict[str, float] = {}
     for stage in ("parse", "store", "enqueue"):
         s0, c0 = web0.get(stage, (0, 0))
         s1, c1 = web1.get(stage, (0, 0))
         out[f"web.{stage}"] = 1000 * (s1 - s0) / max(1, c1 - c0)
     n = max(1, done1 - done0)
-    for stage in ("fetch", "decode", "inference", "publish"):
+    for stage in ("queue_wait", "fetch", "decode", "inference", "result_write", "reply_and_ack"):
         out[f"worker.{stage}"] = 1000 * (wk1.get(stage, 0) - wk0.get(stage, 0)) / n
     s0, c0 = web0.get("wait", (0, 0))
     s1, c1 = web1.get("wait", (0, 0))
