@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from imgrec._optional import MissingExtra
+from imgrec.actuator import open_actuator
 from imgrec.queue import open_queue
 from imgrec.settings import Settings
 from imgrec.store import open_store
@@ -18,6 +19,7 @@ from imgrec.store import open_store
         ("boto3", open_store, "s3://bucket/prefix", "aws"),
         ("boto3", lambda url: open_queue(url, "requests"), "sqs://imgrec", "aws"),
         ("redis", lambda url: open_queue(url, "requests"), "redis://127.0.0.1:1/0", "redis"),
+        ("boto3", open_actuator, "asg://workers", "aws"),
     ],
 )
 def test_missing_extra_names_the_install_command(monkeypatch, module, opener, url, extra):
@@ -31,6 +33,8 @@ def test_unknown_urls_say_what_is_supported():
         open_queue("amqp://localhost", "requests")
     with pytest.raises(ValueError, match="file:// and s3://"):
         open_store("gs://bucket")
+    with pytest.raises(ValueError, match="local and asg://"):
+        open_actuator("k8s://deployment")
 
 
 def test_settings_from_environment(monkeypatch, tmp_path):

@@ -56,14 +56,14 @@ def run_autoscaler(settings: Settings) -> None:
     import setproctitle
 
     from imgrec import connect
-    from imgrec.actuators.local import LocalActuator
+    from imgrec.actuator import open_actuator
     from imgrec.autoscaler.loop import Autoscaler
     from imgrec.autoscaler.policy import ScalingConfig
     from imgrec.outputs import Publisher
 
     setproctitle.setproctitle("imgrec autoscaler")
     queue = connect.request_queue(settings)
-    actuator = LocalActuator(["--idle-timeout", str(worker_idle_timeout(settings))])
+    actuator = open_actuator(settings.actuator, ["--idle-timeout", str(worker_idle_timeout(settings))])
     config = ScalingConfig(
         settings.min_workers, settings.max_workers, settings.target_per_worker, settings.scale_in_delay
     )

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     image_timeout: float = 10.0
     intra_op_threads: int = 1
 
-    # Autoscaler
+    # Autoscaler; the actuator is "local" (worker processes here) or asg://<group> (EC2).
+    actuator: str = "local"
     min_workers: int = 0
     max_workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     target_per_worker: int = 4
