@@ -86,3 +86,20 @@ def test_missing_input_and_malformed_messages(tmp_path, model_dir):
     out = json.loads(store.get(jobs.output_key(job)))
     assert "no longer in the store" in out["error"]
     assert queue.stats().depth == queue.stats().in_flight == 0
+
+
+def test_reply_queues_of_dead_replicas_are_swept(tmp_path):
+    """A web replica killed without cleaning up leaves a reply queue; the sweep removes it."""
+    from imgrec import replicas
+
+    settings = Settings(data_dir=tmp_path)
+    store = open_store(settings.store_url)
+    alive, dead = (open_queue(settings.queue_url, n, create=True) for n in ("replies-alive", "replies-dead"))
+    for q in (alive, dead):
+        q.send({"job_id": "x"})
+        replicas.beat(store, q.name)
+    # The dead one's last heartbeat was long ago.
+    store.put("replicas/replies-dead.json", jobs.dumps({"queue": "replies-dead", "last_seen": time.time() - 3600}))
+    assert replicas.sweep(store, settings.queue_url) == ["replies-dead"]
+    assert dead.stats().depth == 0 and alive.stats().depth == 1
+    assert list(store.list("replicas/")) == ["replicas/replies-alive.json"]

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 
+class QueueMissing(RuntimeError):
+    """The queue does not exist (never created, or deleted)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     id: str

@@ -6,12 +6,14 @@ import logging
 import threading
 import time
 
+from imgrec import replicas
 from imgrec.actuator import Actuator
 from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide
 from imgrec.outputs import Publisher, answer_dead_letters
 from imgrec.queue import Queue
 
 log = logging.getLogger("imgrec.autoscaler")
+SWEEP_SECONDS = 60.0  # how often to look for reply queues left by dead web replicas
 
 
 class Autoscaler:
@@ -23,6 +25,7 @@ class Autoscaler:
         self.publisher = publisher  # to answer dead-lettered requests, even with no worker running
         self.poll_interval = poll_interval
         self.state = PolicyState(desired=config.min_workers)
+        self._next_sweep = 0.0
         self._stop = threading.Event()
 
     def tick(self) -> PolicyState:
@@ -35,8 +38,12 @@ class Autoscaler:
                 stats.depth, stats.in_flight, before, self.state.desired,
             )
         self.actuator.reconcile(self.state.desired)
-        if stats.dead and self.publisher is not None:
-            answer_dead_letters(self.queue, self.publisher)
+        if self.publisher is not None:
+            if stats.dead:
+                answer_dead_letters(self.queue, self.publisher)
+            if time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + SWEEP_SECONDS
+                replicas.sweep(self.publisher.store, self.publisher.queue_url)
         return self.state
 
     def run(self) -> None:

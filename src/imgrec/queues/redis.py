@@ -16,7 +16,7 @@ import uuid
 from urllib.parse import parse_qs, urlparse, urlunparse
 
 from imgrec._optional import require
-from imgrec.queue import Message, Queue, QueueStats
+from imgrec.queue import Message, Queue, QueueMissing, QueueStats
 
 GROUP = "imgrec"
 # A blocked reader wakes at least this often to take over messages whose consumer died.
@@ -53,7 +53,7 @@ class RedisQueue(Queue):
         # NOMKSTREAM: a deleted queue (a stopped replica's replies) is not brought back to life.
         entry_id = self._redis.xadd(self.key, {"body": json.dumps(body)}, nomkstream=not self._creates)
         if entry_id is None:
-            raise RuntimeError(f"queue {self.key} does not exist (deleted)")
+            raise QueueMissing(f"queue {self.key} does not exist (deleted)")
         return entry_id
 
     def send_many(self, bodies: list[dict]) -> list[str]:
@@ -62,7 +62,7 @@ class RedisQueue(Queue):
             pipe.xadd(self.key, {"body": json.dumps(b)}, nomkstream=not self._creates)
         ids = pipe.execute()
         if any(i is None for i in ids):
-            raise RuntimeError(f"queue {self.key} does not exist (deleted)")
+            raise QueueMissing(f"queue {self.key} does not exist (deleted)")
         return ids
 
     def ack_many(self, messages: list[Message]) -> None:

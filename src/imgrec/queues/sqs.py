@@ -18,7 +18,7 @@ import uuid
 from urllib.parse import parse_qs, urlparse
 
 from imgrec._optional import require
-from imgrec.queue import Message, Queue, QueueStats
+from imgrec.queue import Message, Queue, QueueMissing, QueueStats
 
 _MAX_LONG_POLL = 20  # seconds: SQS's limit for WaitTimeSeconds
 _MAX_BATCH = 10  # SQS's limit for MaxNumberOfMessages
@@ -45,7 +45,7 @@ class SqsQueue(Queue):
             self._url = self._sqs.get_queue_url(QueueName=self.sqs_name)["QueueUrl"]
             self._dead_url = self._sqs.get_queue_url(QueueName=self.dead_name)["QueueUrl"]
         except self._errors.QueueDoesNotExist:
-            raise RuntimeError(f"SQS queue {self.sqs_name} does not exist; create it with: imgrec init") from None
+            raise QueueMissing(f"SQS queue {self.sqs_name} does not exist; create it with: imgrec init") from None
 
     def create(self) -> None:
         """Create the queue and its dead-letter queue; existing ones are used as they are."""

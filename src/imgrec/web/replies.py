@@ -16,7 +16,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter
 
-from imgrec import jobs
+from imgrec import jobs, replicas
 from imgrec.queue import Queue
 from imgrec.store import ObjectNotFound, ObjectStore
 
@@ -41,6 +41,7 @@ class ReplyListener:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        replicas.beat(self.store, self.name)
         self._thread.start()
 
     def stop(self) -> None:
@@ -48,6 +49,7 @@ class ReplyListener:
         self._thread.join(timeout=5)
         self.queue.delete()
         self.queue.close()
+        replicas.forget(self.store, self.name)
 
     def expect(self, job_id: str) -> asyncio.Future:
         """Register before sending the request, so that no reply can arrive unexpected."""
@@ -92,7 +94,14 @@ class ReplyListener:
 
     def _listen(self) -> None:
         assert self._loop is not None
+        next_beat = time.monotonic() + replicas.HEARTBEAT_SECONDS
         while not self._stop.is_set():
+            if time.monotonic() >= next_beat:  # so that no sweeper takes us for dead
+                next_beat = time.monotonic() + replicas.HEARTBEAT_SECONDS
+                try:
+                    replicas.beat(self.store, self.name)
+                except Exception as exc:
+                    log.warning("replica heartbeat not written (%s)", exc)
             try:
                 messages = self.queue.receive(100, wait=0.5)
             except Exception:
