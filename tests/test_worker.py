@@ -103,3 +103,22 @@ def test_reply_queues_of_dead_replicas_are_swept(tmp_path):
     assert replicas.sweep(store, settings.queue_url) == ["replies-dead"]
     assert dead.stats().depth == 0 and alive.stats().depth == 1
     assert list(store.list("replicas/")) == ["replicas/replies-alive.json"]
+
+
+def test_stopped_workers_are_folded_into_one_record(tmp_path):
+    from imgrec import registry
+
+    store = open_store(Settings(data_dir=tmp_path).store_url)
+    old = time.time() - 3600
+    for i, state in enumerate(["stopped", "stopped", "running"]):
+        beat = {"id": f"w{i}", "state": state, "last_seen": old if i < 2 else time.time(), "completed": 10 * (i + 1),
+                "batch_sizes": {"4": i + 1}, "stage_seconds": {"inference": 1.0}}
+        store.put(registry.heartbeat_key(f"w{i}"), jobs.dumps(beat))
+    before = sum(w.completed for w in registry.read_workers(store))
+    assert registry.compact(store) == 2
+    after = registry.read_workers(store)
+    assert sorted(w.id for w in after) == ["_retired", "w2"]
+    assert sum(w.completed for w in after) == before == 60
+    assert sum(w.alive for w in after) == 1
+    retired = next(w for w in after if w.id == "_retired")
+    assert retired.batch_sizes == {"4": 3} and retired.stage_seconds == {"inference": 2.0}

@@ -49,3 +49,29 @@ def read_workers(store: ObjectStore) -> list[WorkerView]:
             )
         )
     return views
+
+
+RETIRED = f"{PREFIX}_retired.json"
+
+
+def compact(store: ObjectStore, older_than: float = 300.0) -> int:
+    """Fold the heartbeats of workers stopped (or silent) for `older_than` seconds into one
+    `_retired` record, so the counts survive and the listing stays short. Run by one
+    autoscaler; returns how many were folded."""
+    now = time.time()
+    gone = [w for w in read_workers(store) if w.id != "_retired" and not w.alive and now - w.last_seen > older_than]
+    if not gone:
+        return 0
+    try:
+        retired = json.loads(store.get(RETIRED))
+    except ObjectNotFound:
+        retired = {"id": "_retired", "state": "retired", "last_seen": 0, "completed": 0, "batch_sizes": {}, "stage_seconds": {}}
+    for w in gone:
+        retired["completed"] += w.completed
+        for field, values in (("batch_sizes", w.batch_sizes), ("stage_seconds", w.stage_seconds)):
+            for k, v in values.items():
+                retired[field][k] = retired[field].get(k, 0) + v
+    store.put(RETIRED, json.dumps(retired).encode(), "application/json")
+    for w in gone:
+        store.delete(heartbeat_key(w.id))
+    return len(gone)

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-from imgrec import replicas
+from imgrec import registry, replicas
 from imgrec.actuator import Actuator
 from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide
 from imgrec.outputs import Publisher, answer_dead_letters
@@ -44,6 +44,7 @@ class Autoscaler:
             if time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + SWEEP_SECONDS
                 replicas.sweep(self.publisher.store, self.publisher.queue_url)
+                registry.compact(self.publisher.store)
         return self.state
 
     def run(self) -> None:
