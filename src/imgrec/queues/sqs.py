@@ -113,7 +113,8 @@ class SqsQueue(Queue):
         response = self._sqs.receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=max(1, min(_MAX_BATCH, max_messages)),
-            WaitTimeSeconds=math.ceil(min(wait, _MAX_LONG_POLL)),
+            # Whole seconds only: a wait under half a second is a short poll, not a 1 s one.
+            WaitTimeSeconds=int(min(wait, _MAX_LONG_POLL) + 0.5),
             VisibilityTimeout=math.ceil(self.visibility_timeout),
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
@@ -128,14 +129,16 @@ class SqsQueue(Queue):
     def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]:
         deadline = time.monotonic() + wait
         while True:
-            messages = self._receive(self._url, max_messages, max(0.0, deadline - time.monotonic()))
+            remaining = max(0.0, deadline - time.monotonic())
+            messages = self._receive(self._url, max_messages, remaining)
             # SQS returns at most 10 at once: take what else is already waiting.
             while messages and len(messages) < max_messages:
                 more = self._receive(self._url, max_messages - len(messages), 0)
                 if not more:
                     break
                 messages += more
-            if messages or time.monotonic() >= deadline:
+            # Less than half a second left was a short poll: no second one in a tight loop.
+            if messages or remaining < 0.5 or time.monotonic() >= deadline:
                 return messages
 
     def ack(self, message: Message) -> bool:
