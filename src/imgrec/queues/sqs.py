@@ -137,9 +137,13 @@ class SqsQueue(Queue):
                 if not more:
                     break
                 messages += more
-            # Less than half a second left was a short poll: no second one in a tight loop.
-            if messages or remaining < 0.5 or time.monotonic() >= deadline:
+            if messages or time.monotonic() >= deadline:
                 return messages
+            if remaining < 0.5:
+                # That was a short poll (SQS waits in whole seconds): rather than poll again
+                # in a tight loop, let the rest of this sub-second wait pass.
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                return []
 
     def ack(self, message: Message) -> bool:
         for url in (self._url, self._dead_url):
