@@ -62,3 +62,12 @@ def test_url_fetches_the_object(store):
     store.put("outputs/r.json", b'{"ok": true}')
     with urllib.request.urlopen(store.url("outputs/r.json")) as resp:
         assert resp.read() == b'{"ok": true}'
+
+
+def test_put_file_streams_from_a_file(store, tmp_path):
+    data = os.urandom(9 * 1024 * 1024)
+    path = tmp_path / "upload.bin"
+    path.write_bytes(data)
+    with path.open("rb") as f:
+        store.put_file("inputs/j2/big.bin", f)
+    assert store.get("inputs/j2/big.bin") == data

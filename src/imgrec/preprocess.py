@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -24,12 +25,14 @@ class ImageRejected(ValueError):
     """The bytes are not an image we can classify; the message says why, for a person."""
 
 
-def open_checked(data: bytes, max_pixels: int) -> Image.Image:
-    """Open lazily (the header only) and check format and size; raise ImageRejected."""
+def open_checked(data: bytes | BinaryIO, max_pixels: int) -> Image.Image:
+    """Open lazily (the header only) and check format and size; raise ImageRejected.
+
+    `data` is the image's bytes, or a binary file positioned at its start."""
     if not data:
         raise ImageRejected("the file is empty")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(data if hasattr(data, "read") else io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageRejected("not an image (or a format we cannot read)") from None
     if img.format not in ACCEPTED_FORMATS:

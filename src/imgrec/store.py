@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -29,6 +30,11 @@ class ObjectStore(ABC):
     @abstractmethod
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Write the whole object at once: readers see the old or the new bytes, never a mix."""
+
+    def put_file(self, key: str, file: BinaryIO, content_type: str = "application/octet-stream") -> None:
+        """Like `put`, from a binary file read from its current position; adapters that can
+        stream override this, so that a large upload is never held in memory whole."""
+        self.put(key, file.read(), content_type)
 
     @abstractmethod
     def get(self, key: str) -> bytes:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from imgrec.store import ObjectNotFound, ObjectStore, check_key
@@ -21,13 +23,19 @@ class LocalStore(ObjectStore):
         return self.root / check_key(key)
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self._write(key, lambda f: f.write(data))
+
+    def put_file(self, key: str, file: BinaryIO, content_type: str = "application/octet-stream") -> None:
+        self._write(key, lambda f: shutil.copyfileobj(file, f, 1 << 20))
+
+    def _write(self, key: str, fill) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename: readers never see half an object, even across processes.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                fill(f)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)

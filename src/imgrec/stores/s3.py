@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import BinaryIO
 from urllib.parse import parse_qs, urlparse
 
 from imgrec._optional import require
@@ -47,6 +48,10 @@ class S3Store(ObjectStore):
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+
+    def put_file(self, key: str, file: BinaryIO, content_type: str = "application/octet-stream") -> None:
+        # upload_fileobj streams, in multipart parts for large files.
+        self._s3.upload_fileobj(file, self.bucket, self._key(key), ExtraArgs={"ContentType": content_type})
 
     def get(self, key: str) -> bytes:
         try:

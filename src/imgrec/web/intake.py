@@ -52,10 +52,11 @@ class Intake:
         files (or `always_batch`) make a batch. Raises UploadError for a refused request."""
         async with self.gate:
             await self.admit()
-            with self.stage.labels("parse").time():
-                uploads = await read_uploads(request, fields, max_files, self.settings.max_pixels)
-            batch_id = jobs.new_id() if always_batch or len(uploads) > 1 else None
-            return batch_id, await self.submit(uploads, wait=wait, batch_id=batch_id)
+            started = time.perf_counter()
+            async with read_uploads(request, fields, max_files, self.settings.max_pixels) as uploads:
+                self.stage.labels("parse").observe(time.perf_counter() - started)
+                batch_id = jobs.new_id() if always_batch or len(uploads) > 1 else None
+                return batch_id, await self.submit(uploads, wait=wait, batch_id=batch_id)
 
     async def submit(self, uploads: list[Upload], *, wait: bool, batch_id: str | None) -> list[Submitted]:
         submitted: list[Submitted] = []
@@ -76,7 +77,7 @@ class Intake:
         job_id = jobs.new_id()
         key = jobs.input_key(job_id, up.filename or "upload")
         with self.stage.labels("store").time():
-            await backend(self.store.put, key, up.data)
+            await backend(self.store.put_file, key, up.file)
         fut = self.replies.expect(job_id) if wait else None
         body = {
             "job_id": job_id,

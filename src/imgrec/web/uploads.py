@@ -8,7 +8,10 @@ ahead and each refused one gets its error in the answer.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
@@ -27,22 +30,31 @@ class UploadError(Exception):
 @dataclass(frozen=True)
 class Upload:
     filename: str | None
-    data: bytes
+    file: BinaryIO  # spooled to disk past 1 MB by the multipart parser: never held whole here
     error: UploadError | None = None  # set for a refused file among several good ones
 
 
-def _check(filename: str | None, data: bytes, max_pixels: int) -> UploadError | None:
-    name = filename or "upload"
-    if not data:
+def _check(f: UploadFile, max_pixels: int) -> UploadError | None:
+    """Refuse from the header alone: empty, not an image, a format we do not take, too many pixels."""
+    name = f.filename or "upload"
+    if not f.size:
         return UploadError(400, f"{name}: the file is empty")
     try:
-        open_checked(data, max_pixels)
+        f.file.seek(0)
+        open_checked(f.file, max_pixels)
     except ImageRejected as exc:
         return UploadError(415 if "unsupported image format" in str(exc) else 422, f"{name}: {exc}")
+    finally:
+        f.file.seek(0)
     return None
 
 
-async def read_uploads(request: Request, fields: tuple[str, ...], max_files: int, max_pixels: int) -> list[Upload]:
+@asynccontextmanager
+async def read_uploads(
+    request: Request, fields: tuple[str, ...], max_files: int, max_pixels: int
+) -> AsyncIterator[list[Upload]]:
+    """The files of a multipart request, open until the block ends (then their spool
+    files are removed). Raises UploadError when the request as a whole is refused."""
     field_list = " or ".join(f"'{f}'" for f in fields)
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
@@ -60,10 +72,10 @@ async def read_uploads(request: Request, fields: tuple[str, ...], max_files: int
         if not files:
             hint = " (it was sent as text, not as a file)" if values else ""
             raise UploadError(400, f"no image in the request: send it in the multipart field {field_list}{hint}")
-        uploads = [Upload(f.filename, data, _check(f.filename, data, max_pixels)) for f in files for data in [await f.read()]]
+        uploads = [Upload(f.filename, f.file, _check(f, max_pixels)) for f in files]
         refused = [u.error for u in uploads if u.error]
         if len(refused) == len(uploads):
             raise refused[0]  # nothing to do: the request as a whole is refused
-        return uploads  # the good ones go ahead; each refused one gets its error in the answer
+        yield uploads  # the good ones go ahead; each refused one gets its error in the answer
     finally:
         await form.close()
