@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
@@ -62,7 +61,7 @@ def test_every_format_and_mode_is_a_cat(classifier, fmt, mode, kw):
     assert result.class_index in CAT_CLASSES, (fmt, mode, result.label)
 
 
-def test_transparent_pixels_become_white(classifier):
+def test_transparent_pixels_become_white():
     img = chelsea().convert("RGBA")
     img.putalpha(0)  # fully transparent: a blank white sheet, whatever the RGB values
     crop = load_image(encode(img, "PNG"), max_pixels=10**8)

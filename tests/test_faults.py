@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
 import os
 import shutil
-import signal
 import time
 
 import httpx
 import numpy as np
-import pytest
 from PIL import Image
 
 from images import chelsea, encode, photo_variants

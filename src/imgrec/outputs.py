@@ -12,16 +12,21 @@ from imgrec.store import ObjectNotFound, ObjectStore
 log = logging.getLogger("imgrec.worker")
 
 
+def read_output(store: ObjectStore, job_id: str) -> dict | None:
+    """A job's result, or None while it has none."""
+    try:
+        return json.loads(store.get(jobs.output_key(job_id)))
+    except ObjectNotFound:
+        return None
+
+
 class Publisher:
     def __init__(self, queue_url: str, store: ObjectStore) -> None:
         self.queue_url, self.store = queue_url, store
         self._reply_queues: dict[str, Queue] = {}
 
     def existing(self, job_id: str) -> dict | None:
-        try:
-            return json.loads(self.store.get(jobs.output_key(job_id)))
-        except ObjectNotFound:
-            return None
+        return read_output(self.store, job_id)
 
     def publish(self, body: dict, output: dict) -> None:
         self.publish_many([(body, output)])

@@ -9,16 +9,16 @@ the store, which is checked every `recheck` seconds while waiting.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
 
 from prometheus_client import CollectorRegistry, Counter
 
-from imgrec import jobs, replicas
+from imgrec import replicas
+from imgrec.outputs import read_output
 from imgrec.queue import Queue
-from imgrec.store import ObjectNotFound, ObjectStore
+from imgrec.store import ObjectStore
 
 log = logging.getLogger("imgrec.web")
 
@@ -70,7 +70,7 @@ class ReplyListener:
                     return result
                 except TimeoutError:
                     try:
-                        result = await asyncio.to_thread(self._from_store, job_id)
+                        result = await asyncio.to_thread(read_output, self.store, job_id)
                     except Exception as exc:  # the store is down: keep waiting for the reply
                         log.warning("store unavailable while waiting for job %s: %s", job_id, exc)
                         result = None
@@ -80,12 +80,6 @@ class ReplyListener:
             return None
         finally:
             self._waiting.pop(job_id, None)
-
-    def _from_store(self, job_id: str) -> dict | None:
-        try:
-            return json.loads(self.store.get(jobs.output_key(job_id)))
-        except ObjectNotFound:
-            return None
 
     def _deliver(self, job_id: str, result: dict) -> None:
         fut = self._waiting.get(job_id)

@@ -8,6 +8,7 @@ import io
 import json
 
 from imgrec import jobs, registry
+from imgrec.outputs import read_output
 from imgrec.queue import Queue
 from imgrec.store import ObjectNotFound, ObjectStore
 from imgrec.web.uploads import Upload
@@ -30,11 +31,9 @@ def entry(job_id: str | None, up: Upload) -> dict:
 
 
 def job_status(store: ObjectStore, job_id: str) -> dict | None:
-    try:
-        output = json.loads(store.get(jobs.output_key(job_id)))
+    output = read_output(store, job_id)
+    if output is not None:
         return {"job_id": job_id, "status": "failed" if "error" in output else "done", "result": public(output)}
-    except ObjectNotFound:
-        pass
     if store.exists(jobs.running_key(job_id)):
         return {"job_id": job_id, "status": "running"}
     if next(iter(store.list(f"inputs/{job_id}/")), None):
