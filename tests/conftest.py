@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imgrec.model import build
+from images import PHOTOS, SKIMAGE_DATA
+from imgrec.engine.model import build
 from imgrec.settings import Settings
-
-# Real photographs that scikit-image ships, with the label our model gives each.
-SKIMAGE_DATA = Path(__import__("skimage").__file__).parent / "data"
-PHOTOS = {"chelsea.png": "tiger cat", "coffee.png": "espresso", "rocket.jpg": "missile"}
-CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from conftest import SKIMAGE_DATA
+# Real photographs that scikit-image ships, with the label our model gives each.
+SKIMAGE_DATA = Path(__import__("skimage").__file__).parent / "data"
+PHOTOS = {"chelsea.png": "tiger cat", "coffee.png": "espresso", "rocket.jpg": "missile"}
+CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
 def chelsea() -> Image.Image:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from service import free_port, wait_until
+from imgrec.testing import free_port, wait_until
 
 
-def _missing(what: str) -> None:
+def _missing(what: str, why: str = "is not installed (run `make setup` or install it)") -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{what} is required in CI")
-    pytest.skip(f"{what} is not installed (run `make setup` or install it)")
+    pytest.skip(f"{what} {why}")
 
 
 class RedisServer:
@@ -49,17 +49,19 @@ class RedisServer:
 
 
 def _pings(client) -> bool:
+    import redis
+
     try:
         return client.ping()
-    except Exception:
+    except redis.RedisError:
         return False
 
 
 class MotoServer:
     """S3 and SQS on one local endpoint; the AWS variables point boto3 at it."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
@@ -87,3 +89,35 @@ class MotoServer:
         self.proc.wait(10)
 
 
+
+
+class SmallDisk:
+    """A small tmpfs mounted at `path` (needs root, as CI has), that a test can fill up
+    and free again: a real "no space left on device" for whatever lives there."""
+
+    def __init__(self, path: Path, size_mb: int = 8) -> None:
+        if os.geteuid() != 0:
+            _missing("a tmpfs mount", "needs root (CI runs as root)")
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)], check=True)
+        self.path = path
+        self._filler = path / ".filler"
+
+    def fill(self) -> None:
+        """Take every free byte."""
+        fd = os.open(self._filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            for size in (1 << 16, 1 << 10, 1):  # down to the last byte
+                try:
+                    while os.write(fd, b"\0" * size):
+                        pass
+                except OSError:
+                    continue
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self._filler.unlink(missing_ok=True)
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], check=False)

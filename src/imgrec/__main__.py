@@ -1,3 +1,5 @@
-from imgrec.cli import app
+"""`python -m imgrec`: the same as the `imgrec` command."""
 
-app(prog_name="imgrec")
+from imgrec.cli import run
+
+run()

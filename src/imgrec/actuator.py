@@ -2,6 +2,7 @@
 
 It holds no policy. `reconcile` is called every tick; it also replaces workers
 that died, since a crashed worker simply makes `running` fall below `desired`.
+Adapters live in `imgrec.actuators` (`open_actuator` picks one by URL).
 """
 
 from __future__ import annotations
@@ -21,16 +22,3 @@ class Actuator(ABC):
     @abstractmethod
     def shutdown(self, timeout: float) -> None:
         """Stop every worker, waiting up to `timeout` before killing."""
-
-
-def open_actuator(url: str, worker_args: list[str] | None = None) -> Actuator:
-    """`local` (or empty): worker processes on this machine; ``asg://group``: EC2 instances."""
-    if url in ("", "local"):
-        from imgrec.actuators.local import LocalActuator
-
-        return LocalActuator(worker_args)
-    if url.startswith("asg://"):
-        from imgrec.actuators.asg import AsgActuator
-
-        return AsgActuator(url)
-    raise ValueError(f"unknown actuator {url!r}: supported are local and asg://<group>")

@@ -4,17 +4,19 @@ A `Queue` is one named queue. A received message stays invisible to other
 consumers for the visibility timeout; if it is not acked by then it is delivered
 again. After `max_receives` deliveries without an ack it moves to the queue's
 dead-letter queue instead of being delivered once more.
+
+Adapters live in `imgrec.queues` (`open_queue` picks one by URL). Every method
+raises only `imgrec.errors` exceptions: `BackendUnavailable` when the server
+cannot be reached or cannot take more now, `QueueMissing` for a queue that does
+not exist (opened without `create`, or deleted).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
-
-class QueueMissing(RuntimeError):
-    """The queue does not exist (never created, or deleted)."""
+from imgrec.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +37,15 @@ class QueueStats:
 class Queue(ABC):
     def __init__(self, name: str, *, visibility_timeout: float = 30.0, max_receives: int = 5) -> None:
         if not name or len(name) > 80 or not all(c.isalnum() or c in "-_" for c in name):
-            raise ValueError(f"bad queue name {name!r}: letters, digits, - and _ only, up to 80")
+            raise ConfigError(f"bad queue name {name!r}: letters, digits, - and _ only, up to 80")
         self.name = name
         self.visibility_timeout = visibility_timeout
         self.max_receives = max_receives
 
     @abstractmethod
     def send(self, body: dict) -> str:
-        """Enqueue a JSON-serialisable body; returns the message id."""
+        """Enqueue a JSON-serialisable body; returns the message id. QueueMissing if the
+        queue was deleted: a send never brings a deleted queue back."""
 
     @abstractmethod
     def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]:
@@ -67,6 +70,9 @@ class Queue(ABC):
     def delete(self) -> None:
         """Remove the queue and everything in it (for per-replica reply queues)."""
 
+    def create(self) -> None:  # noqa: B027 - adapters whose queues need making override it
+        """Make the queue (and its dead-letter queue) if missing; idempotent."""
+
     def release(self, message: Message) -> bool:
         return self.extend(message, 0)
 
@@ -80,26 +86,3 @@ class Queue(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for adapters
         pass
-
-
-def open_queue(url: str, name: str, *, create: bool = False, **options) -> Queue:
-    """The adapter for a URL, e.g. ``sqlite:///var/lib/imgrec/queue.sqlite3``.
-
-    `create` makes the queue if it is missing (and uses it as it is otherwise); without
-    it a queue that does not exist is not brought into being, e.g. when a worker
-    replies to a web replica that has stopped and deleted its reply queue.
-    """
-    scheme = urlparse(url).scheme
-    if scheme == "sqlite":
-        from imgrec.queues.sqlite import SqliteQueue
-
-        return SqliteQueue(url, name, create=create, **options)
-    if scheme in ("redis", "rediss"):
-        from imgrec.queues.redis import RedisQueue
-
-        return RedisQueue(url, name, create=create, **options)
-    if scheme == "sqs":
-        from imgrec.queues.sqs import SqsQueue
-
-        return SqsQueue(url, name, create=create, **options)
-    raise ValueError(f"unknown queue URL {url!r}: supported schemes are sqlite://, redis:// and sqs://")

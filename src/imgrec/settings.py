@@ -1,13 +1,21 @@
-"""One settings object for every part of imgrec, read from ``IMGREC_*`` variables."""
+"""One settings object for every part of imgrec, read from ``IMGREC_*`` variables.
+
+Each process builds it once (the CLI's callback) and passes it down; a child
+process gets the same values through `to_env()`. Defaults live only here: the
+README's configuration table is checked against these fields by a test.
+"""
 
 from __future__ import annotations
 
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "IMGREC_"
 
 
 def _default_data_dir() -> Path:
@@ -15,48 +23,58 @@ def _default_data_dir() -> Path:
     return Path(base) / "imgrec"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="IMGREC_", extra="ignore")
+def _setting(default: Any = None, doc: str = "", *, shown: str | None = None, **kw: Any) -> Any:
+    """A field with its meaning (`doc`) and, where the default is computed, how the
+    README shows it (`shown`)."""
+    extra = {"shown": shown} if shown is not None else None
+    if "default_factory" in kw:
+        return Field(description=doc, json_schema_extra=extra, **kw)
+    return Field(default, description=doc, json_schema_extra=extra, **kw)
 
-    data_dir: Path = Field(default_factory=_default_data_dir)
-    # Where the exported ONNX model and its manifest live; defaults to <data_dir>/model.
-    model_dir: Path | None = None
-    # Adapters are chosen by URL; empty means the embedded default under data_dir.
-    store: str = ""
-    queue: str = ""
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    # Where things are
+    data_dir: Path = _setting(
+        doc="model, store and queue of the embedded defaults",
+        shown="$XDG_DATA_HOME/imgrec (~/.local/share/imgrec)", default_factory=_default_data_dir,
+    )
+    model_dir: Path | None = _setting(None, "the ONNX model and its manifest", shown="<data dir>/model")
+    store: str = _setting("", "object store URL: file:///path or s3://bucket/prefix", shown="file://<data dir>/store")
+    queue: str = _setting(
+        "", "queue URL: sqlite:///path, redis://host:port/db or sqs://prefix", shown="sqlite://<data dir>/queue.sqlite3"
+    )
 
     # Web tier
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_upload_bytes: int = 20 * 1024 * 1024
-    max_files_per_request: int = 100
-    max_pixels: int = 40_000_000
-    request_timeout: float = 120.0
-    # Past this many waiting requests, new uploads get 429 (nothing accepted is dropped).
-    max_backlog: int = 2000
-    # Uploads read and stored at once; the rest wait unread, which bounds memory.
-    max_concurrent_uploads: int = 32
-    # Comma-separated keys; when set, every API call needs one (X-API-Key or Bearer).
-    api_keys: str = ""
+    host: str = _setting("127.0.0.1", "where the web tier listens")
+    port: int = _setting(8000, "the web tier's port")
+    max_upload_bytes: int = _setting(20 * 1024 * 1024, "request body limit (413 above)", shown="20971520 (20 MiB)")
+    max_files_per_request: int = _setting(100, "images per API request")
+    max_pixels: int = _setting(40_000_000, "pixel limit per image (422 above)")
+    request_timeout: float = _setting(120.0, "seconds a waiting request waits (504 after)")
+    max_backlog: int = _setting(2000, "waiting requests past which uploads get 429 (nothing accepted is dropped)")
+    max_concurrent_uploads: int = _setting(32, "uploads read and stored at once (the rest wait unread)")
+    api_keys: str = _setting("", "comma-separated keys; when set, every API call needs one", shown="(none)")
 
     # Workers
-    max_batch: int = 16
-    max_wait_ms: float = 2.0
-    visibility_timeout: float = 30.0
-    max_receives: int = 5
-    worker_idle_timeout: float = 30.0
-    # Longest a worker may spend decoding one image (or inferring, per image in a batch);
-    # past it the worker ends and the image is retried alone, then dead-lettered.
-    image_timeout: float = 10.0
-    intra_op_threads: int = 1
+    max_batch: int = _setting(16, "most messages a worker classifies at once")
+    max_wait_ms: float = _setting(2.0, "when more than one request was waiting, how long a worker waits for its batch to fill")
+    image_timeout: float = _setting(10.0, "seconds a worker may spend on one image before it is retried alone")
+    visibility_timeout: float = _setting(30.0, "seconds before an unacked message is delivered again")
+    max_receives: int = _setting(5, "deliveries before a message goes to the dead-letter queue")
+    worker_idle_timeout: float = _setting(30.0, "a worker run alone exits after this long without work")
+    intra_op_threads: int = _setting(1, "onnxruntime threads per worker (workers are processes)")
 
-    # Autoscaler; the actuator is "local" (worker processes here) or asg://<group> (EC2).
-    actuator: str = "local"
-    min_workers: int = 0
-    max_workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
-    target_per_worker: int = 4
-    scale_in_delay: float = 30.0
-    poll_interval: float = 0.25
+    # Autoscaler
+    actuator: str = _setting("local", "where the autoscaler's workers run: local processes, or asg://<group> (EC2 Auto Scaling)")
+    min_workers: int = _setting(0, "fewest workers the autoscaler keeps")
+    max_workers: int = _setting(
+        doc="most workers the autoscaler starts", shown="CPU count", default_factory=lambda: os.cpu_count() or 1
+    )
+    target_per_worker: int = _setting(4, "backlog + in-flight messages per worker")
+    scale_in_delay: float = _setting(30.0, "seconds of lower demand before scaling in")
+    poll_interval: float = _setting(0.25, "autoscaler tick, seconds")
 
     @cached_property
     def model_path(self) -> Path:
@@ -69,3 +87,37 @@ class Settings(BaseSettings):
     @cached_property
     def queue_url(self) -> str:
         return self.queue or "sqlite://" + str((self.data_dir / "queue.sqlite3").resolve())
+
+    @property
+    def keys(self) -> list[str]:
+        return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """A copy with the given settings changed (None: left as it is), validated."""
+        changed = {k: v for k, v in values.items() if v is not None}
+        if not changed:
+            return self
+        unknown = set(changed) - set(type(self).model_fields)
+        if unknown:
+            raise TypeError(f"no such settings: {sorted(unknown)}")
+        return type(self).model_validate({**self.model_dump(), **changed})
+
+    def to_env(self) -> dict[str, str]:
+        """Every setting as an IMGREC_* variable, for a child process to read back."""
+        return {
+            ENV_PREFIX + name.upper(): str(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
+
+
+def documented() -> list[tuple[str, str, str]]:
+    """(variable, default as shown, meaning) for every setting, in order: the README's
+    configuration table, which a test holds to this."""
+    rows = []
+    for name, f in Settings.model_fields.items():
+        shown = (f.json_schema_extra or {}).get("shown")
+        if shown is None:
+            shown = "" if f.default in (None, "") else str(f.default)
+        rows.append((ENV_PREFIX + name.upper(), str(shown), f.description or ""))
+    return rows

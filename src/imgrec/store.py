@@ -1,7 +1,10 @@
 """The object-store port: keys to bytes, as in S3.
 
 Keys are relative, '/'-separated paths of safe segments; `check_key` rejects any
-other key so that no adapter can be made to write outside its place.
+other key so that no adapter can be made to write outside its place. Adapters
+live in `imgrec.stores` (`open_store` picks one by URL). Every method raises
+only `imgrec.errors` exceptions: `NotFound` for a missing object,
+`BackendUnavailable` when the store cannot serve now (unreachable, disk full).
 """
 
 from __future__ import annotations
@@ -10,19 +13,16 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import BinaryIO
-from urllib.parse import urlparse
+
+from imgrec.errors import BadInput
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
-
-
-class ObjectNotFound(KeyError):
-    pass
 
 
 def check_key(key: str) -> str:
     parts = key.split("/")
     if not key or any(p in ("", ".", "..") or not _SEGMENT.match(p) for p in parts):
-        raise ValueError(f"unsafe object key {key!r}")
+        raise BadInput(f"unsafe object key {key!r}")
     return key
 
 
@@ -38,7 +38,7 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def get(self, key: str) -> bytes:
-        """The object's bytes; raises ObjectNotFound."""
+        """The object's bytes; raises NotFound."""
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
@@ -51,20 +51,5 @@ class ObjectStore(ABC):
     def delete(self, key: str) -> None:
         """Remove the object; no error if it is not there."""
 
-    @abstractmethod
-    def url(self, key: str, expires: int = 3600) -> str:
-        """A URL from which the object can be fetched (presigned where that applies)."""
-
-
-def open_store(url: str) -> ObjectStore:
-    """The adapter for a URL, e.g. ``file:///var/lib/imgrec/store``."""
-    scheme = urlparse(url).scheme
-    if scheme == "file":
-        from imgrec.stores.local import LocalStore
-
-        return LocalStore(url)
-    if scheme == "s3":
-        from imgrec.stores.s3 import S3Store
-
-        return S3Store(url)
-    raise ValueError(f"unknown store URL {url!r}: supported schemes are file:// and s3://")
+    def create(self) -> None:  # noqa: B027 - stores that need making (a bucket) override it
+        """Make the store if it does not exist (`imgrec init`); idempotent."""

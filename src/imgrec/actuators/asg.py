@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlparse
 
-from imgrec._optional import require
 from imgrec.actuator import Actuator
+from imgrec.errors import BackendError, ConfigError, aws_error, require, translating
 
 log = logging.getLogger("imgrec.autoscaler")
 _LIVE = {"Pending", "Pending:Wait", "Pending:Proceed", "InService"}
+_guard = translating(lambda exc: aws_error(exc, "EC2 Auto Scaling"))
 
 
 class AsgActuator(Actuator):
@@ -23,18 +24,20 @@ class AsgActuator(Actuator):
         boto3 = require("boto3", "aws", "the EC2 Auto Scaling actuator")
         self.group = urlparse(url).netloc
         if not self.group:
-            raise ValueError(f"no group in actuator URL {url!r}; e.g. asg://imgrec-workers")
+            raise ConfigError(f"no group in actuator URL {url!r}; e.g. asg://imgrec-workers")
         self._asg = client or boto3.client("autoscaling")
 
     def _describe(self) -> dict:
         groups = self._asg.describe_auto_scaling_groups(AutoScalingGroupNames=[self.group])["AutoScalingGroups"]
         if not groups:
-            raise RuntimeError(f"no Auto Scaling group named {self.group}")
+            raise BackendError(f"no Auto Scaling group named {self.group}")
         return groups[0]
 
+    @_guard
     def running(self) -> int:
         return sum(i["LifecycleState"] in _LIVE for i in self._describe()["Instances"])
 
+    @_guard
     def reconcile(self, desired: int) -> None:
         group = self._describe()
         # The group's own bounds win: the autoscaler asks within them.

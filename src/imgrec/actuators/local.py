@@ -14,12 +14,13 @@ log = logging.getLogger("imgrec.autoscaler")
 
 
 class LocalActuator(Actuator):
-    def __init__(self, worker_args: list[str] | None = None, env: dict[str, str] | None = None) -> None:
-        self._cmd = [sys.executable, "-m", "imgrec", "worker", *(worker_args or [])]
+    """`env` is the workers' whole environment (their settings travel in it)."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self._cmd = [sys.executable, "-m", "imgrec", "worker"]
         self._env = env
         self._procs: list[subprocess.Popen] = []
         self._stopping: list[subprocess.Popen] = []  # asked to stop, still finishing
-        self.started_total = 0
 
     def _reap(self) -> None:
         for p in self._procs:
@@ -40,7 +41,6 @@ class LocalActuator(Actuator):
         self._reap()
         while len(self._procs) < desired:
             p = subprocess.Popen(self._cmd, env=self._env)
-            self.started_total += 1
             log.info("started worker pid %d (%d/%d)", p.pid, len(self._procs) + 1, desired)
             self._procs.append(p)
         while len(self._procs) > desired:

@@ -1,1 +1,2 @@
-"""The autoscaler: a pure policy (`policy`) and the loop that applies it (`loop`)."""
+"""The autoscaler: a pure policy (`policy`), the loop that applies it (`loop`), the
+deployment's chores (`housekeeping`), and the process that runs them (`main`)."""

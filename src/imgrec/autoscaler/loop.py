@@ -1,4 +1,5 @@
-"""`imgrec autoscaler`: every poll interval, snapshot -> policy -> actuator."""
+"""`imgrec autoscaler`'s loop: every poll interval, snapshot -> policy -> actuator,
+and now and then the housekeeping."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import logging
 import threading
 import time
 
-from imgrec import registry, replicas
+from imgrec import presence
 from imgrec.actuator import Actuator
+from imgrec.autoscaler import housekeeping
 from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide
-from imgrec.outputs import Publisher, answer_dead_letters
+from imgrec.errors import BackendError
 from imgrec.queue import Queue
+from imgrec.worker.publisher import Publisher
 
 log = logging.getLogger("imgrec.autoscaler")
 SWEEP_SECONDS = 60.0  # how often to look for reply queues left by dead web replicas
@@ -18,8 +21,7 @@ SWEEP_SECONDS = 60.0  # how often to look for reply queues left by dead web repl
 
 class Autoscaler:
     def __init__(
-        self, queue: Queue, actuator: Actuator, config: ScalingConfig, poll_interval: float,
-        publisher: Publisher | None = None,
+        self, queue: Queue, actuator: Actuator, config: ScalingConfig, poll_interval: float, publisher: Publisher
     ) -> None:
         self.queue, self.actuator, self.config = queue, actuator, config
         self.publisher = publisher  # to answer dead-lettered requests, even with no worker running
@@ -38,21 +40,20 @@ class Autoscaler:
                 stats.depth, stats.in_flight, before, self.state.desired,
             )
         self.actuator.reconcile(self.state.desired)
-        if self.publisher is not None:
-            if stats.dead:
-                answer_dead_letters(self.queue, self.publisher)
-            if time.monotonic() >= self._next_sweep:
-                self._next_sweep = time.monotonic() + SWEEP_SECONDS
-                replicas.sweep(self.publisher.store, self.publisher.queue_url)
-                registry.compact(self.publisher.store)
+        if stats.dead:
+            housekeeping.answer_dead_letters(self.queue, self.publisher)
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + SWEEP_SECONDS
+            housekeeping.sweep_reply_queues(self.publisher.store, self.publisher.queue_url)
+            presence.compact(self.publisher.store)
         return self.state
 
     def run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.tick()
-            except Exception:
-                log.exception("autoscaler tick failed; trying again")
+            except BackendError as exc:
+                log.warning("autoscaler tick failed (%s); trying again", exc)
             self._stop.wait(self.poll_interval)
 
     def stop(self, *_: object) -> None:

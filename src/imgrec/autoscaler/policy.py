@@ -11,20 +11,32 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from imgrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from imgrec.settings import Settings
 
 
 @dataclass(frozen=True)
 class ScalingConfig:
-    min_workers: int = 0
-    max_workers: int = 2
-    target_per_worker: int = 16
-    scale_in_delay: float = 30.0
+    """The policy's knobs; their defaults live in `Settings` only."""
+
+    min_workers: int
+    max_workers: int
+    target_per_worker: int
+    scale_in_delay: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ScalingConfig:
+        return cls(settings.min_workers, settings.max_workers, settings.target_per_worker, settings.scale_in_delay)
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_workers <= self.max_workers:
-            raise ValueError("need 0 <= min_workers <= max_workers")
+            raise ConfigError("need 0 <= min_workers <= max_workers")
         if self.target_per_worker < 1:
-            raise ValueError("target_per_worker must be at least 1")
+            raise ConfigError("target_per_worker must be at least 1")
 
 
 @dataclass(frozen=True)

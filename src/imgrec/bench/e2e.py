@@ -12,13 +12,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from imgrec import registry
+from imgrec import presence
 from imgrec.bench.engine import IMAGE_SUFFIXES, bench_parallelism
 from imgrec.bench.load import Item, LoadReport, run_load
-from imgrec.bench.service import ServiceProcess, wait_until
 from imgrec.engine import Classifier
 from imgrec.settings import Settings
-from imgrec.store import open_store
+from imgrec.testing import ServiceProcess, wait_until
 
 API = "/api/v1/classify"
 
@@ -30,7 +29,7 @@ def load_items(folder: Path, model_dir: Path) -> list[Item]:
     data = [p.read_bytes() for p in files]
     clf = Classifier(model_dir, threads=os.cpu_count() or 1)
     labels = [getattr(r, "label", None) for r in clf.classify(data)]
-    return [Item(p.name, d, label) for p, d, label in zip(files, data, labels) if label]
+    return [Item(p.name, d, label) for p, d, label in zip(files, data, labels, strict=False) if label]
 
 
 def bare_single_ms(model_dir: Path, items: list[Item]) -> float:
@@ -63,7 +62,7 @@ def worker_stages(store) -> tuple[dict[str, float], int]:
     """Seconds per worker stage summed over all workers, and images completed."""
     totals: dict[str, float] = {}
     done = 0
-    for w in registry.read_workers(store):
+    for w in presence.read(store, "worker"):
         done += w.completed
         for k, v in w.stage_seconds.items():
             totals[k] = totals.get(k, 0.0) + v
@@ -87,17 +86,17 @@ def stage_breakdown(before, after, images: int) -> dict[str, float]:
     return {k: round(v, 3) for k, v in out.items()}
 
 
-def _snapshot(svc: ServiceProcess, store):
-    return web_stages(svc.url), worker_stages(store)
+def _snapshot(svc: ServiceProcess):
+    return web_stages(svc.url), worker_stages(svc.store)
 
 
 def _workers(svc: ServiceProcess) -> int:
-    return json.loads(_get(svc.url + "/api/v1/status"))["workers"]
+    return svc.status()["workers"]
 
 
 def measure_cold_start(model_dir: Path, items: list[Item], workdir: Path) -> float:
     """Seconds from a request reaching a service with 0 workers to its answer."""
-    svc = ServiceProcess(workdir / "cold", model_dir, "--max-workers", "1", "--idle-timeout", "30")
+    svc = ServiceProcess(workdir / "cold", model_dir, "--max-workers", "1", "--scale-in-delay", "30")
     try:
         wait_until(lambda: _workers(svc) == 0, 30, what="0 workers")
         report = run_load(svc.url, items[:1], 1, 1, API)
@@ -108,10 +107,11 @@ def measure_cold_start(model_dir: Path, items: list[Item], workdir: Path) -> flo
         svc.stop()
 
 
-def run_e2e(folder: Path, requests: int, concurrency: int, sweep: list[int], out_dir: Path, rounds: int = 3) -> dict:
+def run_e2e(
+    settings: Settings, folder: Path, requests: int, concurrency: int, sweep: list[int], out_dir: Path, rounds: int = 3
+) -> dict:
     """The main comparison runs in `rounds` interleaved rounds (bare, service, bare, ...)
     and keeps each side's best: on a shared machine noise only ever slows a round down."""
-    settings = Settings()
     model_dir = settings.model_path
     cores = os.cpu_count() or 1
     items = load_items(folder, model_dir)
@@ -124,9 +124,8 @@ def run_e2e(folder: Path, requests: int, concurrency: int, sweep: list[int], out
         workdir = Path(tmp)
         report["cold_start_seconds"] = round(measure_cold_start(model_dir, items, workdir), 3)
         svc = ServiceProcess(
-            workdir / "warm", model_dir, "--min-workers", str(cores), "--max-workers", str(cores), "--idle-timeout", "300"
+            workdir / "warm", model_dir, "--min-workers", str(cores), "--max-workers", str(cores), "--scale-in-delay", "300"
         )
-        store = open_store(Settings(data_dir=workdir / "warm").store_url)
         try:
             run_load(svc.url, items, cores * 32, cores * 8, API)  # warm-up: every worker started and warm
             wait_until(lambda: _workers(svc) == cores, 60, what="all workers")
@@ -135,11 +134,11 @@ def run_e2e(folder: Path, requests: int, concurrency: int, sweep: list[int], out
             report["idle_p50_overhead_ms"] = round(single.percentile(50) - report["bare_single_image_ms"], 2)
 
             bare_runs, service_runs = [], []
-            before = _snapshot(svc, store)
+            before = _snapshot(svc)
             for _ in range(rounds):
                 bare_runs.append(bench_parallelism(model_dir, images, cores, rounds=2)[f"{cores} processes x 1 thread"])
                 service_runs.append(run_load(svc.url, items, requests, concurrency, API))
-            after = _snapshot(svc, store)
+            after = _snapshot(svc)
             main = max(service_runs, key=lambda r: r.images_per_second)
             report["bare_images_per_second"] = round(max(bare_runs), 2)
             report["bare_rounds"] = [round(x, 2) for x in bare_runs]
@@ -184,12 +183,11 @@ def _chart(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def run_load_check(folder: Path, requests: int, concurrency: int, endpoint: str) -> LoadReport:
+def run_load_check(settings: Settings, folder: Path, requests: int, concurrency: int, endpoint: str) -> LoadReport:
     """`imgrec bench load`: correctness under load: lost, 5xx and wrong labels must all be 0."""
-    settings = Settings()
     items = load_items(folder, settings.model_path)
     with tempfile.TemporaryDirectory(prefix="imgrec-load-") as tmp:
-        svc = ServiceProcess(Path(tmp), settings.model_path, "--idle-timeout", "60")
+        svc = ServiceProcess(Path(tmp), settings.model_path, "--scale-in-delay", "60")
         try:
             return run_load(svc.url, items, requests, concurrency, endpoint)
         finally:

@@ -80,7 +80,7 @@ async def _run(url: str, items: list[Item], requests: int, concurrency: int, end
                 async with session.post(url + endpoint, data=form) as resp:
                     body = await (resp.text() if endpoint == "/" else resp.json(content_type=None))
                     status = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 report.lost += 1
                 return
             report.latencies.append(time.perf_counter() - start)
@@ -106,6 +106,8 @@ async def _run(url: str, items: list[Item], requests: int, concurrency: int, end
     return report
 
 
-def run_load(url: str, items: list[Item], requests: int, concurrency: int, endpoint: str = "/api/v1/classify", timeout: float = 300) -> LoadReport:
+def run_load(
+    url: str, items: list[Item], requests: int, concurrency: int, endpoint: str = "/api/v1/classify", timeout: float = 300
+) -> LoadReport:
     """`requests` uploads from `concurrency` clients, each sending its next one as soon as it has an answer."""
     return asyncio.run(_run(url, items, requests, concurrency, endpoint, timeout))

@@ -1,0 +1,42 @@
+"""Queue adapters, chosen by URL: ``sqlite://``, ``redis://``, ``sqs://``, ``memory://``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+from imgrec.errors import ConfigError
+from imgrec.messages import REQUEST_QUEUE
+from imgrec.queue import Queue
+
+if TYPE_CHECKING:
+    from imgrec.settings import Settings
+
+
+def open_queue(url: str, name: str, *, create: bool = False, **options) -> Queue:
+    """The adapter for a URL, e.g. ``sqlite:///var/lib/imgrec/queue.sqlite3``.
+
+    `create` makes the queue if it is missing (and uses it as it is otherwise); without
+    it a queue that does not exist is not brought into being, e.g. when a worker
+    replies to a web replica that has stopped and deleted its reply queue.
+    """
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        from imgrec.queues.sqlite import SqliteQueue as adapter
+    elif scheme in ("redis", "rediss"):
+        from imgrec.queues.redis import RedisQueue as adapter
+    elif scheme == "sqs":
+        from imgrec.queues.sqs import SqsQueue as adapter
+    elif scheme == "memory":
+        from imgrec.queues.memory import MemoryQueue as adapter
+    else:
+        raise ConfigError(f"unknown queue URL {url!r}: supported schemes are sqlite://, redis:// and sqs://")
+    return adapter(url, name, create=create, **options)
+
+
+def request_queue(settings: Settings) -> Queue:
+    """The queue of classification requests, made if missing."""
+    return open_queue(
+        settings.queue_url, REQUEST_QUEUE, create=True,
+        visibility_timeout=settings.visibility_timeout, max_receives=settings.max_receives,
+    )

@@ -15,12 +15,30 @@ import time
 import uuid
 from urllib.parse import parse_qs, urlparse, urlunparse
 
-from imgrec._optional import require
-from imgrec.queue import Message, Queue, QueueMissing, QueueStats
+from imgrec.errors import BackendError, BackendUnavailable, QueueMissing, require, translating
+from imgrec.queue import Message, Queue, QueueStats
 
 GROUP = "imgrec"
 # A blocked reader wakes at least this often to take over messages whose consumer died.
 _MAX_BLOCK = 1.0
+# Replies that mean "not now" rather than "never": out of memory, persistence failing,
+# a replica, loading its data set, a cluster moving slots.
+_TRANSIENT = ("OOM", "MISCONF", "READONLY", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "BUSY ")
+
+
+def _translate(exc: Exception):
+    import redis
+
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return BackendUnavailable(f"Redis queue: {exc}")
+    if isinstance(exc, redis.ResponseError) and str(exc).startswith(_TRANSIENT):
+        return BackendUnavailable(f"Redis queue: {exc}")
+    if isinstance(exc, redis.RedisError):
+        return BackendError(f"Redis queue: {exc}")
+    return None
+
+
+_guard = translating(_translate)
 
 
 class RedisQueue(Queue):
@@ -39,6 +57,7 @@ class RedisQueue(Queue):
         if create:
             self.create()
 
+    @_guard
     def create(self) -> None:
         """The streams and their consumer group; without this a queue is only written to
         if it exists (a stopped replica's reply queue is not brought back)."""
@@ -49,6 +68,7 @@ class RedisQueue(Queue):
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    @_guard
     def send(self, body: dict) -> str:
         # NOMKSTREAM: a deleted queue (a stopped replica's replies) is not brought back to life.
         entry_id = self._redis.xadd(self.key, {"body": json.dumps(body)}, nomkstream=not self._creates)
@@ -56,6 +76,7 @@ class RedisQueue(Queue):
             raise QueueMissing(f"queue {self.key} does not exist (deleted)")
         return entry_id
 
+    @_guard
     def send_many(self, bodies: list[dict]) -> list[str]:
         pipe = self._redis.pipeline(transaction=False)
         for b in bodies:
@@ -65,6 +86,7 @@ class RedisQueue(Queue):
             raise QueueMissing(f"queue {self.key} does not exist (deleted)")
         return ids
 
+    @_guard
     def ack_many(self, messages: list[Message]) -> None:
         ids = [m.id for m in messages if not m.receipt.startswith("dead:")]
         if len(ids) < len(messages):
@@ -85,12 +107,13 @@ class RedisQueue(Queue):
         )
         if not entries:
             return []
-        counts = {
-            p["message_id"]: p["times_delivered"]
-            for p in self._redis.xpending_range(key, GROUP, min=entries[0][0], max=entries[-1][0], count=len(entries) * 4, consumername=self._consumer)
-        }
+        pending = self._redis.xpending_range(
+            key, GROUP, min=entries[0][0], max=entries[-1][0], count=len(entries) * 4, consumername=self._consumer
+        )
+        counts = {p["message_id"]: p["times_delivered"] for p in pending}
         return [(eid, fields, counts.get(eid, 1)) for eid, fields in entries if fields]
 
+    @_guard
     def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]:
         try:
             return self._receive(max_messages, wait)
@@ -129,6 +152,7 @@ class RedisQueue(Queue):
         pipe.xdel(self.key, entry_id)
         pipe.execute()
 
+    @_guard
     def ack(self, message: Message) -> bool:
         key = self.dead_key if message.receipt.startswith("dead:") else self.key
         pipe = self._redis.pipeline()
@@ -137,6 +161,7 @@ class RedisQueue(Queue):
         acked, _ = pipe.execute()
         return bool(acked)
 
+    @_guard
     def extend(self, message: Message, seconds: float) -> bool:
         # XCLAIM can set a pending entry's idle time: idle = vt - seconds makes it
         # reclaimable `seconds` from now (0: at once). JUSTID keeps the delivery count.
@@ -146,6 +171,7 @@ class RedisQueue(Queue):
         )
         return bool(claimed)
 
+    @_guard
     def stats(self) -> QueueStats:
         try:
             group = next(g for g in self._redis.xinfo_groups(self.key) if g["name"] == GROUP)
@@ -156,6 +182,7 @@ class RedisQueue(Queue):
             lag = len(self._redis.xrange(self.key, min="(" + group["last-delivered-id"], max="+"))
         return QueueStats(int(lag), int(group["pending"]), int(self._redis.xlen(self.dead_key)))
 
+    @_guard
     def receive_dead(self, max_messages: int = 10) -> list[Message]:
         vt_ms = int(self.visibility_timeout * 1000)
         entries = [(eid, f) for eid, f, _ in self._reclaim(self.dead_key, max_messages, vt_ms)]
@@ -164,7 +191,9 @@ class RedisQueue(Queue):
             entries += [e for _, es in streams or [] for e in es]
         return [Message(eid, json.loads(f["body"]), f"dead:{eid}/{self._consumer}", self.max_receives) for eid, f in entries]
 
+    @_guard
     def delete(self) -> None:
+        self._creates = False  # a deleted queue stays deleted, even for this handle
         self._redis.delete(self.key, self.dead_key)
 
     def close(self) -> None:

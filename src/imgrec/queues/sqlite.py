@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
+from imgrec.errors import BackendError, BackendUnavailable, ConfigError, QueueMissing, translating
 from imgrec.queue import Message, Queue, QueueStats
 from imgrec.queues._wake import Waiter, wake_all
 
@@ -23,24 +24,37 @@ CREATE TABLE IF NOT EXISTS messages (
     receipt TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, seq);
+CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY);
 """
 # Waiting consumers re-check at least this often, e.g. for a message whose
 # visibility ran out (that makes no wake-up) or a wake-up lost to a full buffer.
 _MAX_SLEEP = 1.0
 
 
+def _translate(exc: Exception):
+    if isinstance(exc, sqlite3.OperationalError | OSError):
+        # locked past the timeout, disk full, I/O error, read-only, cannot open
+        return BackendUnavailable(f"SQLite queue: {exc}")
+    if isinstance(exc, sqlite3.DatabaseError):
+        return BackendError(f"SQLite queue: {exc}")
+    return None
+
+
+_guard = translating(_translate)
+
+
 def _path_from_url(url: str) -> Path:
     parsed = urlparse(url)
     path = Path(parsed.netloc + parsed.path)
-    if not str(path):
-        raise ValueError(f"no file in queue URL {url!r}; e.g. sqlite:///var/lib/imgrec/queue.sqlite3")
+    if not str(path) or str(path) == ".":
+        raise ConfigError(f"no file in queue URL {url!r}; e.g. sqlite:///var/lib/imgrec/queue.sqlite3")
     return path
 
 
 class SqliteQueue(Queue):
-    """All queues share one table; a queue exists as soon as it is written to (`create`
-    is accepted for symmetry with the other adapters and does nothing)."""
+    """All queues share one table of messages; a table of names says which exist."""
 
+    @_guard
     def __init__(self, url: str, name: str, *, create: bool = False, **options) -> None:
         super().__init__(name, **options)
         self.path = _path_from_url(url)
@@ -53,6 +67,11 @@ class SqliteQueue(Queue):
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
         self._db.executescript(_SCHEMA)
         self._waiter: Waiter | None = None
+        if create:
+            self.create()
+        elif not self._exists():
+            self._db.close()
+            raise QueueMissing(f"queue {name} does not exist (deleted, or never created)")
 
     def _transaction(self, fn):
         with self._lock:
@@ -65,13 +84,25 @@ class SqliteQueue(Queue):
             self._db.execute("COMMIT")
             return result
 
+    def _exists(self) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM queues WHERE name = ?", (self.name,)).fetchone() is not None
+
+    @_guard
+    def create(self) -> None:
+        self._transaction(lambda db: db.execute("INSERT OR IGNORE INTO queues (name) VALUES (?)", (self.name,)))
+
+    @_guard
     def send(self, body: dict) -> str:
         return self.send_many([body])[0]
 
+    @_guard
     def send_many(self, bodies: list[dict]) -> list[str]:
         rows = [(self.name, json.dumps(b)) for b in bodies]
 
         def insert(db):
+            if db.execute("SELECT 1 FROM queues WHERE name = ?", (self.name,)).fetchone() is None:
+                raise QueueMissing(f"queue {self.name} does not exist (deleted)")
             return [
                 str(db.execute("INSERT INTO messages (queue, body, visible_at) VALUES (?, ?, 0)", row).lastrowid)
                 for row in rows
@@ -114,6 +145,7 @@ class SqliteQueue(Queue):
 
         return self._transaction(claim)
 
+    @_guard
     def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]:
         deadline = time.monotonic() + wait
         if wait > 0 and self._waiter is None:
@@ -130,9 +162,11 @@ class SqliteQueue(Queue):
                 sleep = min(sleep, max(0.0, next_visible - time.time()) + 0.001)
             self._waiter.wait(sleep)
 
+    @_guard
     def ack(self, message: Message) -> bool:
         return self._delete([message]) == 1
 
+    @_guard
     def ack_many(self, messages: list[Message]) -> None:
         self._delete(messages)
 
@@ -142,6 +176,7 @@ class SqliteQueue(Queue):
             lambda db: sum(db.execute("DELETE FROM messages WHERE seq = ? AND receipt = ?", r).rowcount for r in rows)
         )
 
+    @_guard
     def extend(self, message: Message, seconds: float) -> bool:
         def update(db):
             return db.execute(
@@ -154,6 +189,7 @@ class SqliteQueue(Queue):
             wake_all(self._wake_dir)
         return changed
 
+    @_guard
     def stats(self) -> QueueStats:
         with self._lock:
             now = time.time()
@@ -167,6 +203,7 @@ class SqliteQueue(Queue):
             ).fetchone()
         return QueueStats(depth, in_flight, dead)
 
+    @_guard
     def receive_dead(self, max_messages: int = 10) -> list[Message]:
         def claim(db):
             rows = db.execute(
@@ -186,10 +223,13 @@ class SqliteQueue(Queue):
 
         return self._transaction(claim)
 
+    @_guard
     def delete(self) -> None:
-        self._transaction(
-            lambda db: db.execute("DELETE FROM messages WHERE queue IN (?, ?)", (self.name, self._dead_name))
-        )
+        def drop(db):
+            db.execute("DELETE FROM messages WHERE queue IN (?, ?)", (self.name, self._dead_name))
+            db.execute("DELETE FROM queues WHERE name = ?", (self.name,))
+
+        self._transaction(drop)
 
     def close(self) -> None:
         if self._waiter:

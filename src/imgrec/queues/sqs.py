@@ -17,14 +17,21 @@ import time
 import uuid
 from urllib.parse import parse_qs, urlparse
 
-from imgrec._optional import require
-from imgrec.queue import Message, Queue, QueueMissing, QueueStats
+from imgrec.errors import BackendError, BackendUnavailable, QueueMissing, aws_error, require, translating
+from imgrec.queue import Message, Queue, QueueStats
 
 _MAX_LONG_POLL = 20  # seconds: SQS's limit for WaitTimeSeconds
 _MAX_BATCH = 10  # SQS's limit for MaxNumberOfMessages
+_guard = translating(lambda exc: aws_error(exc, "SQS queue"))
+
+
+def _raise_if_transient(exc: Exception) -> None:
+    if isinstance(error := aws_error(exc, "SQS queue"), BackendUnavailable):
+        raise error from exc
 
 
 class SqsQueue(Queue):
+    @_guard
     def __init__(self, url: str, name: str, *, create: bool = False, client=None, **options) -> None:
         super().__init__(name, **options)
         boto3 = require("boto3", "aws", "the SQS queue")
@@ -47,6 +54,7 @@ class SqsQueue(Queue):
         except self._errors.QueueDoesNotExist:
             raise QueueMissing(f"SQS queue {self.sqs_name} does not exist; create it with: imgrec init") from None
 
+    @_guard
     def create(self) -> None:
         """Create the queue and its dead-letter queue; existing ones are used as they are."""
         try:
@@ -55,7 +63,7 @@ class SqsQueue(Queue):
             # Exists with other attributes, or we may not create queues: use what is there.
             if self._exists():
                 return
-            raise RuntimeError(f"cannot create SQS queue {self.sqs_name}: {exc}") from exc
+            raise BackendError(f"cannot create SQS queue {self.sqs_name}: {exc}") from exc
 
     def _exists(self) -> bool:
         try:
@@ -78,6 +86,7 @@ class SqsQueue(Queue):
             },
         )
 
+    @_guard
     def send(self, body: dict) -> str:
         extra = {}
         if self.fifo:
@@ -85,6 +94,7 @@ class SqsQueue(Queue):
             extra = {"MessageGroupId": key, "MessageDeduplicationId": key}
         return self._sqs.send_message(QueueUrl=self._url, MessageBody=json.dumps(body), **extra)["MessageId"]
 
+    @_guard
     def send_many(self, bodies: list[dict]) -> list[str]:
         ids = []
         for start in range(0, len(bodies), _MAX_BATCH):
@@ -97,10 +107,11 @@ class SqsQueue(Queue):
                 entries.append(entry)
             response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
             if response.get("Failed"):
-                raise RuntimeError(f"SQS refused {len(response['Failed'])} messages: {response['Failed'][0]}")
+                raise BackendError(f"SQS refused {len(response['Failed'])} messages: {response['Failed'][0]}")
             ids += [e["MessageId"] for e in sorted(response["Successful"], key=lambda e: int(e["Id"]))]
         return ids
 
+    @_guard
     def ack_many(self, messages: list[Message]) -> None:
         for start in range(0, len(messages), _MAX_BATCH):
             chunk = messages[start : start + _MAX_BATCH]
@@ -126,6 +137,7 @@ class SqsQueue(Queue):
             for m in response.get("Messages", [])
         ]
 
+    @_guard
     def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]:
         deadline = time.monotonic() + wait
         while True:
@@ -145,22 +157,25 @@ class SqsQueue(Queue):
                 time.sleep(max(0.0, deadline - time.monotonic()))
                 return []
 
+    @_guard
     def ack(self, message: Message) -> bool:
         for url in (self._url, self._dead_url):
             try:
                 self._sqs.delete_message(QueueUrl=url, ReceiptHandle=message.receipt)
                 return True
-            except (self._errors.ReceiptHandleIsInvalid, self._errors.ClientError):
-                continue
+            except self._errors.ClientError as exc:
+                _raise_if_transient(exc)  # else: a receipt of the other queue, or a stale one
         return False
 
+    @_guard
     def extend(self, message: Message, seconds: float) -> bool:
         try:
             self._sqs.change_message_visibility(
                 QueueUrl=self._url, ReceiptHandle=message.receipt, VisibilityTimeout=math.ceil(seconds)
             )
             return True
-        except self._errors.ClientError:
+        except self._errors.ClientError as exc:
+            _raise_if_transient(exc)
             return False  # not in flight any more, or a stale receipt
 
     def _counts(self, url: str) -> tuple[int, int]:
@@ -173,14 +188,17 @@ class SqsQueue(Queue):
             return 0, 0
         return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
+    @_guard
     def stats(self) -> QueueStats:
         depth, in_flight = self._counts(self._url)
         dead, dead_in_flight = self._counts(self._dead_url)
         return QueueStats(depth, in_flight, dead + dead_in_flight)
 
+    @_guard
     def receive_dead(self, max_messages: int = 10) -> list[Message]:
         return self._receive(self._dead_url, max_messages, 0)
 
+    @_guard
     def delete(self) -> None:
         for url in (self._url, self._dead_url):
             try:

@@ -1,0 +1,22 @@
+"""Object-store adapters, chosen by URL: ``file://``, ``s3://``, ``memory://``."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from imgrec.errors import ConfigError
+from imgrec.store import ObjectStore
+
+
+def open_store(url: str) -> ObjectStore:
+    """The adapter for a URL, e.g. ``file:///var/lib/imgrec/store``."""
+    scheme = urlparse(url).scheme
+    if scheme == "file":
+        from imgrec.stores.local import LocalStore as adapter
+    elif scheme == "s3":
+        from imgrec.stores.s3 import S3Store as adapter
+    elif scheme == "memory":
+        from imgrec.stores.memory import MemoryStore as adapter
+    else:
+        raise ConfigError(f"unknown store URL {url!r}: supported schemes are file:// and s3://")
+    return adapter(url)

@@ -10,10 +10,22 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
-from imgrec.store import ObjectNotFound, ObjectStore, check_key
+from imgrec.errors import BackendUnavailable, NotFound, translating
+from imgrec.store import ObjectStore, check_key
+
+_MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+def _translate(exc: Exception):
+    # Disk full, read-only, permission denied, a file where a folder should be, I/O error.
+    return BackendUnavailable(f"local store: {exc}") if isinstance(exc, OSError) else None
+
+
+_guard = translating(_translate)
 
 
 class LocalStore(ObjectStore):
+    @_guard
     def __init__(self, url: str) -> None:
         parsed = urlparse(url)
         self.root = Path(unquote(parsed.netloc + parsed.path)).resolve()
@@ -22,9 +34,11 @@ class LocalStore(ObjectStore):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
+    @_guard
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self._write(key, lambda f: f.write(data))
 
+    @_guard
     def put_file(self, key: str, file: BinaryIO, content_type: str = "application/octet-stream") -> None:
         self._write(key, lambda f: shutil.copyfileobj(file, f, 1 << 20))
 
@@ -41,15 +55,18 @@ class LocalStore(ObjectStore):
             os.unlink(tmp)
             raise
 
+    @_guard
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise ObjectNotFound(key) from None
+        except _MISSING:
+            raise NotFound(key) from None
 
+    @_guard
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    @_guard
     def list(self, prefix: str = "") -> Iterator[str]:
         # Walk only the directory the prefix names, not the whole store.
         base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
@@ -64,8 +81,6 @@ class LocalStore(ObjectStore):
                     keys.append(key)
         return iter(sorted(keys))
 
+    @_guard
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
-
-    def url(self, key: str, expires: int = 3600) -> str:
-        return self._path(key).as_uri()

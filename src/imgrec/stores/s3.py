@@ -13,11 +13,14 @@ from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import parse_qs, urlparse
 
-from imgrec._optional import require
-from imgrec.store import ObjectNotFound, ObjectStore, check_key
+from imgrec.errors import ConfigError, NotFound, aws_error, require, translating
+from imgrec.store import ObjectStore, check_key
+
+_guard = translating(lambda exc: aws_error(exc, "S3 store"))
 
 
 class S3Store(ObjectStore):
+    @_guard
     def __init__(self, url: str, client=None) -> None:
         boto3 = require("boto3", "aws", "the S3 store")
         from botocore.config import Config
@@ -25,7 +28,7 @@ class S3Store(ObjectStore):
         parsed = urlparse(url)
         self.bucket = parsed.netloc
         if not self.bucket:
-            raise ValueError(f"no bucket in store URL {url!r}; e.g. s3://my-bucket/imgrec")
+            raise ConfigError(f"no bucket in store URL {url!r}; e.g. s3://my-bucket/imgrec")
         self.prefix = parsed.path.strip("/") + "/" if parsed.path.strip("/") else ""
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -37,6 +40,7 @@ class S3Store(ObjectStore):
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
 
+    @_guard
     def create(self) -> None:
         """Create the bucket if it does not exist (`imgrec init`)."""
         try:
@@ -46,19 +50,23 @@ class S3Store(ObjectStore):
             kwargs = {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
             self._s3.create_bucket(Bucket=self.bucket, **kwargs)
 
+    @_guard
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
 
+    @_guard
     def put_file(self, key: str, file: BinaryIO, content_type: str = "application/octet-stream") -> None:
         # upload_fileobj streams, in multipart parts for large files.
         self._s3.upload_fileobj(file, self.bucket, self._key(key), ExtraArgs={"ContentType": content_type})
 
+    @_guard
     def get(self, key: str) -> bytes:
         try:
             return self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except self._errors.NoSuchKey:
-            raise ObjectNotFound(key) from None
+            raise NotFound(key) from None
 
+    @_guard
     def exists(self, key: str) -> bool:
         try:
             self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
@@ -68,16 +76,13 @@ class S3Store(ObjectStore):
                 return False
             raise
 
+    @_guard
     def list(self, prefix: str = "") -> Iterator[str]:
         pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
         for page in pages:
             for obj in page.get("Contents", []):
                 yield obj["Key"][len(self.prefix):]
 
+    @_guard
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=self._key(key))
-
-    def url(self, key: str, expires: int = 3600) -> str:
-        return self._s3.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires
-        )

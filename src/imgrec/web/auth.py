@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hmac
-import json
+
+from imgrec.web.errors import send_error
 
 OPEN_PATHS = {"/healthz", "/readyz"}
 
@@ -27,13 +28,8 @@ class ApiKeys:
             return await self.app(scope, receive, send)  # the page itself asks for the key
         if self._allowed(dict(scope["headers"])):
             return await self.app(scope, receive, send)
-        text = "an API key is required: send it as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'"
-        if scope["path"] == "/":
-            body, ctype = (text + "\n").encode(), b"text/plain; charset=utf-8"
-        else:
-            body, ctype = json.dumps({"detail": text}).encode(), b"application/json"
-        await send({
-            "type": "http.response.start", "status": 401,
-            "headers": [(b"content-type", ctype), (b"www-authenticate", b"Bearer")],
-        })
-        await send({"type": "http.response.body", "body": body})
+        await send_error(
+            scope, send, 401,
+            "an API key is required: send it as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
+            [(b"www-authenticate", b"Bearer")],
+        )

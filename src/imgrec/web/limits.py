@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
+from imgrec.web.errors import send_error
 
 
 class BodyTooLarge(Exception):
-    pass
+    """Raised from `receive` when the body passes the limit; this middleware answers it."""
 
 
 class BodySizeLimit:
@@ -44,16 +44,8 @@ class BodySizeLimit:
                 await self._refuse(scope, send)
 
     async def _refuse(self, scope, send) -> None:
-        text = f"upload too large: the limit is {self.max_bytes:,} bytes per request"
-        if scope["path"] == "/":
-            body, ctype = (text + "\n").encode(), b"text/plain; charset=utf-8"
-        else:
-            body, ctype = json.dumps({"detail": text}).encode(), b"application/json"
-        await send({
-            "type": "http.response.start",
-            "status": 413,
-            # Tell the client we will not read the rest of what it is sending.
-            "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close")],
-        })
-        await send({"type": "http.response.body", "body": body})
+        # Connection: close tells the client we will not read the rest of what it sends.
+        await send_error(
+            scope, send, 413, f"upload too large: the limit is {self.max_bytes:,} bytes per request",
+            [(b"connection", b"close")],
+        )

@@ -1,28 +1,59 @@
-"""Prometheus metrics: request counts and latency (middleware), and the system's
-gauges (queue, workers, batch sizes) read when scraped."""
+"""Every Prometheus metric of the web tier, defined here and nowhere else.
+
+Request counts and latency come from middleware; the system's gauges (queue,
+workers, batch sizes) are read from the status snapshot when scraped.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+SYSTEM_GAUGES = [
+    ("queue_depth", "requests waiting in the queue"),
+    ("in_flight", "requests being processed"),
+    ("dead_letter", "requests in the dead-letter queue"),
+    ("workers", "live worker processes"),
+    ("completed", "results written by workers"),
+]
+
+
+class WebMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "imgrec_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "imgrec_http_request_seconds", "HTTP request latency", ["method", "route"], registry=self.registry,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.stage = Histogram(
+            "imgrec_web_stage_seconds", "time per upload in each web-tier stage", ["stage"],
+            registry=self.registry, buckets=STAGE_BUCKETS,
+        )
+        self.replies = Counter(
+            "imgrec_replies", "results handed to waiting requests, by where they came from",
+            ["source"], registry=self.registry,
+        )
+
+    def watch_system(self, status: Callable[[], dict]) -> None:
+        """Publish the status snapshot's gauges at every scrape."""
+        self.registry.register(SystemCollector(status))
 
 
 class RequestMetrics:
     """Pure ASGI middleware: one shape as starlette's, no per-handler code."""
 
-    def __init__(self, app, registry: CollectorRegistry) -> None:
+    def __init__(self, app, metrics: WebMetrics) -> None:
         self.app = app
-        self.requests = Counter(
-            "imgrec_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry
-        )
-        self.latency = Histogram(
-            "imgrec_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry,
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-        )
+        self.metrics = metrics
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -40,30 +71,22 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            self.requests.labels(scope["method"], path, str(status)).inc()
-            self.latency.labels(scope["method"], path).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(scope["method"], path, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - start)
 
 
 class SystemCollector:
     """Reads the status snapshot at scrape time (`status` is the app's status function)."""
 
-    def __init__(self, status) -> None:
+    def __init__(self, status: Callable[[], dict]) -> None:
         self.status = status
 
     def collect(self):
         s = self.status()
-        for name, doc in [
-            ("queue_depth", "requests waiting in the queue"),
-            ("in_flight", "requests being processed"),
-            ("dead_letter", "requests in the dead-letter queue"),
-            ("workers", "live worker processes"),
-            ("completed", "results written by workers"),
-        ]:
+        for name, doc in SYSTEM_GAUGES:
             yield GaugeMetricFamily(f"imgrec_{name}", doc, value=s[name])
         sizes = {int(k): v for k, v in s["batch_sizes"].items()}
-        buckets, total = [], 0
-        for le in BATCH_BUCKETS:
-            buckets.append((str(le), sum(v for k, v in sizes.items() if k <= le)))
+        buckets = [(str(le), sum(v for k, v in sizes.items() if k <= le)) for le in BATCH_BUCKETS]
         buckets.append(("+Inf", sum(sizes.values())))
         total = sum(k * v for k, v in sizes.items())
         yield HistogramMetricFamily("imgrec_batch_size", "images per worker batch", buckets=buckets, sum_value=total)

@@ -13,27 +13,26 @@ import logging
 import threading
 import time
 
-from prometheus_client import CollectorRegistry, Counter
-
-from imgrec import replicas
-from imgrec.outputs import read_output
+from imgrec.errors import BackendError, BadInput
+from imgrec.messages import Output, Reply, read_output
+from imgrec.presence import Presence
 from imgrec.queue import Queue
 from imgrec.store import ObjectStore
+from imgrec.web.metrics import WebMetrics
 
-log = logging.getLogger("imgrec.web")
+log = logging.getLogger("imgrec.web.replies")
 
 
 class ReplyListener:
-    def __init__(self, queue: Queue, store: ObjectStore, registry: CollectorRegistry, recheck: float = 5.0) -> None:
+    def __init__(self, queue: Queue, store: ObjectStore, metrics: WebMetrics, recheck: float = 5.0) -> None:
         self.queue, self.store, self.recheck = queue, store, recheck
-        self._answers = Counter(
-            "imgrec_replies", "results handed to waiting requests, by where they came from",
-            ["source"], registry=registry,
-        )
+        self._answers = metrics.replies
         self._waiting: dict[str, asyncio.Future] = {}  # touched only on the event loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="replies", daemon=True)
+        # So that no sweeper takes this replica for dead and removes its queue.
+        self._presence = Presence(store, "web", queue.name)
 
     @property
     def name(self) -> str:
@@ -41,15 +40,18 @@ class ReplyListener:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        replicas.beat(self.store, self.name)
+        self._presence.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self.queue.delete()
+        self._presence.stop(None)
+        try:
+            self.queue.delete()
+        except BackendError as exc:  # the autoscaler's sweep removes it later
+            log.warning("reply queue %s not removed (%s)", self.name, exc)
         self.queue.close()
-        replicas.forget(self.store, self.name)
 
     def expect(self, job_id: str) -> asyncio.Future:
         """Register before sending the request, so that no reply can arrive unexpected."""
@@ -59,7 +61,7 @@ class ReplyListener:
     def forget(self, job_id: str) -> None:
         self._waiting.pop(job_id, None)
 
-    async def wait(self, job_id: str, fut: asyncio.Future, timeout: float) -> dict | None:
+    async def wait(self, job_id: str, fut: asyncio.Future, timeout: float) -> Output | None:
         """The job's result, or None after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         try:
@@ -71,7 +73,7 @@ class ReplyListener:
                 except TimeoutError:
                     try:
                         result = await asyncio.to_thread(read_output, self.store, job_id)
-                    except Exception as exc:  # the store is down: keep waiting for the reply
+                    except BackendError as exc:  # the store is down: keep waiting for the reply
                         log.warning("store unavailable while waiting for job %s: %s", job_id, exc)
                         result = None
                     if result is not None:
@@ -81,33 +83,29 @@ class ReplyListener:
         finally:
             self._waiting.pop(job_id, None)
 
-    def _deliver(self, job_id: str, result: dict) -> None:
+    def _deliver(self, job_id: str, output: Output) -> None:
         fut = self._waiting.get(job_id)
         if fut is not None and not fut.done():
-            fut.set_result(result)
+            fut.set_result(output)
 
     def _listen(self) -> None:
         assert self._loop is not None
-        next_beat = time.monotonic() + replicas.HEARTBEAT_SECONDS
         while not self._stop.is_set():
-            if time.monotonic() >= next_beat:  # so that no sweeper takes us for dead
-                next_beat = time.monotonic() + replicas.HEARTBEAT_SECONDS
-                try:
-                    replicas.beat(self.store, self.name)
-                except Exception as exc:
-                    log.warning("replica heartbeat not written (%s)", exc)
             try:
                 messages = self.queue.receive(100, wait=0.5)
-            except Exception:
-                log.exception("reading replies failed; retrying")
+            except BackendError as exc:
+                log.warning("reading replies failed (%s); retrying", exc)
                 self._stop.wait(1.0)
                 continue
             for m in messages:
-                body = m.body
-                if isinstance(body, dict) and "job_id" in body:
-                    self._loop.call_soon_threadsafe(self._deliver, body["job_id"], body.get("result", {}))
+                try:
+                    reply = Reply.from_dict(m.body)
+                except BadInput:
+                    log.error("ignoring a malformed reply: %r", m.body)
+                    continue
+                self._loop.call_soon_threadsafe(self._deliver, reply.job_id, reply.output)
             if messages:
                 try:
                     self.queue.ack_many(messages)
-                except Exception:
-                    log.exception("acking replies failed; they may be delivered twice (harmless)")
+                except BackendError as exc:
+                    log.warning("acking replies failed (%s); they may be delivered twice (harmless)", exc)

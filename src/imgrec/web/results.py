@@ -1,5 +1,6 @@
 """Reading results back from the store: a job's status, a batch's merged results, the
-service's status. Plain functions over the store and queue (blocking: call via `backend`)."""
+service's status. Plain blocking functions over the store and queue (call them off
+the event loop)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,14 @@ import csv
 import io
 import json
 
-from imgrec import jobs, registry
-from imgrec.outputs import read_output
+from imgrec import presence
+from imgrec.errors import NotFound
+from imgrec.messages import batch_key, dumps, input_prefix, read_output, running_key
 from imgrec.queue import Queue
-from imgrec.store import ObjectNotFound, ObjectStore
+from imgrec.store import ObjectStore
 from imgrec.web.uploads import Upload
 
 CSV_COLUMNS = ("filename", "job_id", "label", "class_index", "wnid", "score", "error")
-
-
-def public(output: dict) -> dict:
-    """A result as the API shows it."""
-    keys = ("job_id", "filename", "label", "class_index", "wnid", "score", "top", "error")
-    return {k: output[k] for k in keys if k in output}
 
 
 def entry(job_id: str | None, up: Upload) -> dict:
@@ -33,33 +29,33 @@ def entry(job_id: str | None, up: Upload) -> dict:
 def job_status(store: ObjectStore, job_id: str) -> dict | None:
     output = read_output(store, job_id)
     if output is not None:
-        return {"job_id": job_id, "status": "failed" if "error" in output else "done", "result": public(output)}
-    if store.exists(jobs.running_key(job_id)):
+        return {"job_id": job_id, "status": "failed" if output.failed else "done", "result": output.public()}
+    if store.exists(running_key(job_id)):
         return {"job_id": job_id, "status": "running"}
-    if next(iter(store.list(f"inputs/{job_id}/")), None):
+    if next(iter(store.list(input_prefix(job_id))), None):
         return {"job_id": job_id, "status": "queued"}
     return None
 
 
 def write_batch_manifest(store: ObjectStore, batch_id: str, entries: list[dict], created: float) -> None:
     manifest = {"batch_id": batch_id, "created": created, "jobs": entries}
-    store.put(jobs.batch_key(batch_id), jobs.dumps(manifest), "application/json")
+    store.put(batch_key(batch_id), dumps(manifest), "application/json")
 
 
 def write_batch_results(store: ObjectStore, batch_id: str, results: list[dict]) -> None:
     """The merged results file of a batch (as the original design's outputfile.txt)."""
-    store.put(jobs.batch_key(batch_id, "results.json"), jobs.dumps({"batch_id": batch_id, "results": results}), "application/json")
-    store.put(jobs.batch_key(batch_id, "results.csv"), to_csv(results).encode(), "text/csv")
+    store.put(batch_key(batch_id, "results.json"), dumps({"batch_id": batch_id, "results": results}), "application/json")
+    store.put(batch_key(batch_id, "results.csv"), to_csv(results).encode(), "text/csv")
 
 
 def batch_view(store: ObjectStore, batch_id: str) -> dict | None:
     try:
-        manifest = json.loads(store.get(jobs.batch_key(batch_id)))
-    except ObjectNotFound:
+        manifest = json.loads(store.get(batch_key(batch_id)))
+    except NotFound:
         return None
     try:
-        return {"status": "done", **json.loads(store.get(jobs.batch_key(batch_id, "results.json")))}
-    except ObjectNotFound:
+        return {"status": "done", **json.loads(store.get(batch_key(batch_id, "results.json")))}
+    except NotFound:
         pass
     results, done = [], 0
     for e in manifest["jobs"]:
@@ -81,7 +77,7 @@ def batch_view(store: ObjectStore, batch_id: str) -> dict | None:
 
 def status_snapshot(queue: Queue, store: ObjectStore) -> dict:
     stats = queue.stats()
-    workers = registry.read_workers(store)
+    workers = presence.read(store, "worker")
     sizes: dict[str, int] = {}
     for w in workers:
         for k, v in w.batch_sizes.items():
@@ -90,7 +86,7 @@ def status_snapshot(queue: Queue, store: ObjectStore) -> dict:
         "queue_depth": stats.depth,
         "in_flight": stats.in_flight,
         "dead_letter": stats.dead,
-        "workers": sum(w.alive for w in workers),
+        "workers": sum(presence.is_alive(w) for w in workers),
         "completed": sum(w.completed for w in workers),
         "batch_sizes": sizes,
     }

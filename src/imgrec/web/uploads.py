@@ -15,35 +15,31 @@ from typing import BinaryIO
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 
-from imgrec.preprocess import ImageRejected, open_checked
-from imgrec.web.limits import BodyTooLarge
-
-
-class UploadError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+from imgrec.engine.preprocess import ImageRejected, open_checked
+from imgrec.errors import BadInput
 
 
 @dataclass(frozen=True)
 class Upload:
     filename: str | None
     file: BinaryIO  # spooled to disk past 1 MB by the multipart parser: never held whole here
-    error: UploadError | None = None  # set for a refused file among several good ones
+    error: BadInput | None = None  # set for a refused file among several good ones
 
 
-def _check(f: UploadFile, max_pixels: int) -> UploadError | None:
+def _check(f: UploadFile, max_pixels: int) -> BadInput | None:
     """Refuse from the header alone: empty, not an image, a format we do not take, too many pixels."""
     name = f.filename or "upload"
     if not f.size:
-        return UploadError(400, f"{name}: the file is empty")
+        return BadInput(f"{name}: the file is empty", 400)
     try:
         f.file.seek(0)
         open_checked(f.file, max_pixels)
     except ImageRejected as exc:
-        return UploadError(415 if "unsupported image format" in str(exc) else 422, f"{name}: {exc}")
+        return BadInput(f"{name}: {exc}", exc.status)
     finally:
         f.file.seek(0)
     return None
@@ -54,24 +50,22 @@ async def read_uploads(
     request: Request, fields: tuple[str, ...], max_files: int, max_pixels: int
 ) -> AsyncIterator[list[Upload]]:
     """The files of a multipart request, open until the block ends (then their spool
-    files are removed). Raises UploadError when the request as a whole is refused."""
+    files are removed). Raises BadInput when the request as a whole is refused."""
     field_list = " or ".join(f"'{f}'" for f in fields)
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
-        raise UploadError(415, f"send the image as multipart/form-data in the field {field_list} (got {ctype or 'no content type'})")
-    try:
+        raise BadInput(f"send the image as multipart/form-data in the field {field_list} (got {ctype or 'no content type'})", 415)
+    try:  # (a body over the size limit raises BodyTooLarge here, answered by its middleware)
         form = await request.form(max_files=max_files, max_fields=max_files + 20)
-    except BodyTooLarge:
-        raise  # answered with 413 by the middleware that raised it
-    except Exception as exc:  # python-multipart/starlette parse errors, too many parts
+    except (HTTPException, MultiPartException, ClientDisconnect, ValueError) as exc:  # a body we cannot parse
         detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
-        raise UploadError(400, f"could not read the multipart body: {detail}") from None
+        raise BadInput(f"could not read the multipart body: {detail}", 400) from None
     try:
         values = [v for f in fields for v in form.getlist(f)]
         files = [v for v in values if isinstance(v, UploadFile)]
         if not files:
             hint = " (it was sent as text, not as a file)" if values else ""
-            raise UploadError(400, f"no image in the request: send it in the multipart field {field_list}{hint}")
+            raise BadInput(f"no image in the request: send it in the multipart field {field_list}{hint}", 400)
         uploads = [Upload(f.filename, f.file, _check(f, max_pixels)) for f in files]
         refused = [u.error for u in uploads if u.error]
         if len(refused) == len(uploads):

@@ -1,0 +1,47 @@
+"""`imgrec autoscaler`: the policy loop and its actuator in one process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+from imgrec.actuators import open_actuator
+from imgrec.autoscaler.loop import Autoscaler
+from imgrec.autoscaler.policy import ScalingConfig
+from imgrec.queues import request_queue
+from imgrec.settings import Settings
+from imgrec.stores import open_store
+from imgrec.worker.publisher import Publisher
+
+log = logging.getLogger("imgrec.autoscaler")
+# Workers under an autoscaler outlive its scale-in delay, so that it, not they, decides;
+# they still stop by themselves if the autoscaler is gone.
+WORKER_IDLE_MARGIN = 10.0
+
+
+def worker_settings(settings: Settings) -> Settings:
+    return settings.with_overrides(worker_idle_timeout=settings.scale_in_delay + WORKER_IDLE_MARGIN)
+
+
+def run_autoscaler(settings: Settings) -> None:
+    import setproctitle
+
+    setproctitle.setproctitle("imgrec autoscaler")
+    queue = request_queue(settings)
+    actuator = open_actuator(settings.actuator, {**os.environ, **worker_settings(settings).to_env()})
+    config = ScalingConfig.from_settings(settings)
+    publisher = Publisher(settings.queue_url, open_store(settings.store_url))
+    scaler = Autoscaler(queue, actuator, config, settings.poll_interval, publisher)
+    signal.signal(signal.SIGTERM, scaler.stop)
+    signal.signal(signal.SIGINT, scaler.stop)
+    log.info(
+        "autoscaler: %d..%d workers, %d messages per worker", config.min_workers, config.max_workers,
+        config.target_per_worker,
+    )
+    try:
+        scaler.run()
+    finally:
+        actuator.shutdown(timeout=settings.visibility_timeout)
+        publisher.close()
+        queue.close()

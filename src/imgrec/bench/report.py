@@ -1,0 +1,64 @@
+"""The benchmarks' results as tables for a terminal (rich)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from imgrec.bench.engine import StageTimes
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]], first_left: bool = False) -> Table:
+    table = Table(title=title)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if first_left and i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def engine_table(rows: list[StageTimes]) -> Table:
+    return _table(
+        "engine vs plain onnxruntime + Pillow loop (ms per image, best of rounds)",
+        ["batch", "decode", "stack", "infer", "engine", "img/s", "plain", "img/s", "ratio"],
+        [
+            [str(r.batch_size), f"{r.decode_ms:.2f}", f"{r.normalize_ms:.2f}", f"{r.inference_ms:.2f}",
+             f"{r.engine_ms:.2f}", f"{1000 / r.engine_ms:.1f}", f"{r.plain_ms:.2f}", f"{1000 / r.plain_ms:.1f}",
+             f"{r.ratio:.2f}x"]
+            for r in rows
+        ],
+    )
+
+
+def parallelism_table(layouts: dict[str, float]) -> Table:
+    return _table(
+        "parallelism on all cores (decode + inference, batch 8)", ["layout", "images/s"],
+        [[layout, f"{ips:.1f}"] for layout, ips in layouts.items()], first_left=True,
+    )
+
+
+def e2e_tables(r: dict, requests: int, concurrency: int) -> list[Table]:
+    main = r["main"]
+    summary = _table(
+        f"imgrec end to end, {concurrency} clients, {requests} requests (best of {r['rounds']} rounds)",
+        ["", "images/s", "p50 ms", "p95 ms", "p99 ms"],
+        [
+            ["service", f"{main['images_per_second']:.1f}", f"{main['p50_ms']:.1f}", f"{main['p95_ms']:.1f}",
+             f"{main['p99_ms']:.1f}"],
+            ["bare pipeline", f"{r['bare_images_per_second']:.1f}", "", "", ""],
+            ["ratio", f"{r['ratio_to_bare']:.3f}x", "", "", ""],
+        ],
+    )
+    stages = _table(
+        "ms per image in each stage (the service's own timings)", ["stage", "ms"],
+        [[stage, f"{ms:.2f}"] for stage, ms in r["stages_ms_per_image"].items()], first_left=True,
+    )
+    return [summary, stages]
+
+
+def e2e_line(r: dict) -> str:
+    return (
+        f"idle single request p50: {r['idle_single_request']['p50_ms']:.1f} ms "
+        f"(bare single image {r['bare_single_image_ms']:.1f} ms, overhead {r['idle_p50_overhead_ms']:.1f} ms); "
+        f"cold start to first result: {r['cold_start_seconds']:.2f} s; "
+        f"lost/5xx/wrong: {r['lost_or_5xx_or_wrong']}; client CPU share {r['main']['client_cpu_share']:.1%}"
+    )

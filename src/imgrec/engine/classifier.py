@@ -1,0 +1,131 @@
+"""The classifier: EfficientNet-Lite0 on onnxruntime, loaded once per process."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from imgrec.engine.model import Manifest, load_manifest
+from imgrec.engine.preprocess import ImageRejected, load_image
+
+
+@dataclass(frozen=True, slots=True)
+class Guess:
+    label: str
+    class_index: int
+    wnid: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    label: str
+    class_index: int
+    wnid: str
+    score: float  # softmax probability
+    top: list[Guess] = field(default_factory=list)  # the top-5, best first
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageError:
+    error: str
+
+    def to_dict(self) -> dict:
+        return {"error": self.error}
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return opts
+
+
+class Classifier:
+    """Classify batches of encoded images; one bad image never spoils the batch."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        threads: int = 1,
+        max_pixels: int = 40_000_000,
+        draft: bool = True,
+    ) -> None:
+        self.manifest: Manifest = load_manifest(model_dir)
+        self.max_pixels = max_pixels
+        self.draft = draft
+        self._session = ort.InferenceSession(
+            str(model_dir / self.manifest.file),
+            sess_options=session_options(threads),
+            providers=["CPUExecutionProvider"],
+        )
+        self._classes = self.manifest.labels
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="decode") if threads > 1 else None
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.manifest.name}@{self.manifest.short_hash}"
+
+    def decode(self, data: bytes) -> np.ndarray | ImageError:
+        try:
+            return load_image(
+                data,
+                max_pixels=self.max_pixels,
+                resize=self.manifest.resize_size,
+                crop=self.manifest.input_size,
+                draft=self.draft,
+            )
+        except ImageRejected as exc:
+            return ImageError(str(exc))
+
+    def infer(self, pixels: list[np.ndarray]) -> list[Prediction]:
+        """Run the model on decoded HxWx3 uint8 crops."""
+        if not pixels:
+            return []
+        return self.predictions(self.run(self.normalize(pixels)))
+
+    def normalize(self, pixels: list[np.ndarray]) -> np.ndarray:
+        """Stack HxWx3 uint8 crops into the model's input (it normalises them itself)."""
+        return np.stack(pixels)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        (logits,) = self._session.run(None, {self.manifest.input_name: batch})
+        return logits
+
+    def predictions(self, logits: np.ndarray) -> list[Prediction]:
+        return [self._predict(row) for row in logits]
+
+    def decode_many(self, images: list[bytes]) -> list[np.ndarray | ImageError]:
+        """Decode on as many threads as inference uses: Pillow releases the GIL while it works."""
+        if self._pool is None or len(images) < 2:
+            return [self.decode(data) for data in images]
+        return list(self._pool.map(self.decode, images))
+
+    def classify(self, images: list[bytes]) -> list[Prediction | ImageError]:
+        decoded = self.decode_many(images)
+        good = [d for d in decoded if isinstance(d, np.ndarray)]
+        predictions = iter(self.infer(good))
+        return [d if isinstance(d, ImageError) else next(predictions) for d in decoded]
+
+    def _predict(self, logits: np.ndarray) -> Prediction:
+        z = logits.astype(np.float64)
+        probs = np.exp(z - z.max())
+        probs /= probs.sum()
+        top = np.argsort(-probs)[:5]
+        guesses = [self._guess(int(i), float(probs[i])) for i in top]
+        best = guesses[0]
+        return Prediction(best.label, best.class_index, best.wnid, best.score, guesses)
+
+    def _guess(self, index: int, score: float) -> Guess:
+        c = self._classes[index]
+        return Guess(c["label"], index, c["wnid"], score)

@@ -1,0 +1,170 @@
+"""What can go wrong, by kind, so that callers decide by type.
+
+    ImgrecError
+    ├── BackendError          the store or a queue refused (bad credentials, a bug)
+    │   └── BackendUnavailable    ... for now: unreachable, timed out, disk full,
+    │                             throttled; retrying later is the answer
+    ├── NotFound              no such object
+    ├── QueueMissing          no such queue (never created, or deleted)
+    ├── BadInput              the client sent something we cannot use (4xx)
+    ├── Overloaded            too much accepted work waiting (429)
+    └── ConfigError           the deployment is set up wrong (unknown URL, a
+        ├── MissingExtra      missing package, no model); says what to do
+        └── ModelMissing
+
+Adapters translate their driver's exceptions (sqlite3, OSError, redis-py,
+botocore) into these, so no driver exception crosses a port. A transient outage
+is never mistaken for bad input: that is why BackendUnavailable and BadInput are
+apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable
+from types import ModuleType
+
+
+class ImgrecError(Exception):
+    """Base of every error imgrec raises on purpose."""
+
+
+class BackendError(ImgrecError):
+    """The store or a queue failed in a way retrying will not fix by itself."""
+
+
+class BackendUnavailable(BackendError):
+    """The store or a queue cannot serve right now; try again shortly."""
+
+
+class NotFound(ImgrecError, KeyError):
+    """No object under that key."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return Exception.__str__(self)
+
+
+class QueueMissing(ImgrecError):
+    """The queue does not exist (never created, or deleted)."""
+
+
+class BadInput(ImgrecError, ValueError):
+    """Input we cannot use; `status` is the HTTP status that says so, the message says why."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class Overloaded(ImgrecError):
+    """The backlog is over its limit: the client should come back later (429)."""
+
+
+class ConfigError(ImgrecError, ValueError):
+    """The deployment is configured wrong; the message says how to fix it."""
+
+
+class MissingExtra(ConfigError):
+    """An optional dependency is not installed."""
+
+
+class ModelMissing(ConfigError):
+    """The model has not been built (or fetched) yet, or its file is damaged."""
+
+
+def require(module: str, extra: str, what: str) -> ModuleType:
+    """Import an optional dependency, or fail with the command that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(
+            f"{what} needs the '{module}' package; install it with: pip install 'imgrec[{extra}]'"
+        ) from None
+
+
+Translate = Callable[[Exception], ImgrecError | None]
+
+
+def translating(translate: Translate):
+    """Decorate an adapter's methods so that a driver exception leaves them as the
+    ImgrecError `translate` gives (None: not a driver exception, let it through)."""
+
+    def convert(exc: Exception) -> Exception:
+        if isinstance(exc, ImgrecError):
+            return exc
+        return translate(exc) or exc
+
+    def decorator(fn):
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def gen(*args, **kwargs):
+                try:
+                    yield from fn(*args, **kwargs)
+                except Exception as exc:
+                    new = convert(exc)
+                    if new is exc:
+                        raise
+                    raise new from exc
+
+            return gen
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                new = convert(exc)
+                if new is exc:
+                    raise
+                raise new from exc
+
+        return wrapper
+
+    return decorator
+
+
+# Error codes of AWS (and S3-compatible servers) that mean "not now".
+_AWS_TRANSIENT = {
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
+    "SlowDown", "RequestTimeout", "RequestTimeoutException", "ServiceUnavailable", "InternalError",
+    "InternalFailure", "RequestLimitExceeded", "TooManyRequestsException", "OverLimit", "KMSThrottlingException",
+}
+_AWS_MISSING_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+
+def aws_error(exc: Exception, what: str) -> ImgrecError | None:
+    """The ImgrecError for a botocore exception (S3, SQS, Auto Scaling), or None."""
+    import sys
+
+    botocore = sys.modules.get("botocore.exceptions")
+    if botocore is None:
+        return None
+    boto3 = sys.modules.get("boto3.exceptions")
+    if boto3 is not None and isinstance(exc, boto3.S3UploadFailedError):
+        return BackendUnavailable(f"{what}: {exc}")  # a multipart upload failed part way
+    if isinstance(exc, botocore.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        message = f"{what}: {code}: {error.get('Message', exc)}"
+        if code in _AWS_MISSING_QUEUE:
+            return QueueMissing(message)
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return NotFound(message)
+        if code in _AWS_TRANSIENT or status >= 500 or status == 429:
+            return BackendUnavailable(message)
+        return BackendError(message)
+    if isinstance(exc, botocore.NoCredentialsError | botocore.PartialCredentialsError):
+        return BackendError(f"{what}: {exc} (set AWS credentials: environment, profile or instance role)")
+    if isinstance(exc, botocore.ConnectionError | botocore.HTTPClientError):
+        return BackendUnavailable(f"{what}: {exc}")
+    if isinstance(exc, botocore.BotoCoreError):
+        return BackendError(f"{what}: {exc}")
+    return None

@@ -1,0 +1,245 @@
+"""What the tiers say to each other, and where it lives in the store.
+
+The parts meet only through the queue and the store. Every message and every
+stored record is one of the frozen dataclasses below, with one (de)serialiser
+each; every store key is built here, so no other module spells a prefix.
+
+    queue  requests    Request   job id, input key, reply address (never the image)
+    queue  replies-*   Reply     a job's Output, to the web replica that waits for it
+    store  inputs/<job>/<file>   the uploaded bytes
+    store  outputs/<job>.json    Output: the prediction or the error, once per job
+    store  running/<job>.json    an async job a worker has taken
+    store  batches/<batch>/...   a multi-image upload's manifest and merged results
+    store  workers/<id>.json     Heartbeat of a worker
+    store  replicas/<id>.json    Heartbeat of a web replica (its id is its reply queue)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import unicodedata
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+
+from imgrec.errors import BadInput, NotFound
+
+REQUEST_QUEUE = "requests"
+REPLY_QUEUE_PREFIX = "replies-"  # + a random id: each web replica's own
+SAFE_NAME_MAX = 100
+
+INPUTS, OUTPUTS, RUNNING, BATCHES = "inputs/", "outputs/", "running/", "batches/"
+HEARTBEATS = {"worker": "workers/", "web": "replicas/"}
+
+
+class BadMessage(BadInput):
+    """A queue message or stored record that is not what it should be."""
+
+
+# --- ids, names and keys --------------------------------------------------------------
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_id(value: object) -> bool:
+    return isinstance(value, str) and bool(re.fullmatch(r"[0-9a-f]{32}", value))
+
+
+def safe_filename(name: str | None) -> str:
+    """A file name that is one harmless path segment, keeping what a person would recognise.
+
+    Strips directories (`../`, `C:\\`), NUL and control characters, and non-ASCII
+    letters are folded to ASCII; the result is never empty and never starts with a dot.
+    """
+    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "upload"
+    if len(name) > SAFE_NAME_MAX:
+        stem, dot, ext = name.rpartition(".")
+        ext = ext[:10] if dot else ""
+        name = (stem if dot else name)[: SAFE_NAME_MAX - len(ext) - 1] + ("." + ext if ext else "")
+    return name
+
+
+def display_name(filename: str | None) -> str:
+    """The classic format's `name`: the uploaded file name without directories or extension."""
+    base = (filename or "upload").replace("\\", "/").rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
+    return stem or "upload"
+
+
+def input_prefix(job_id: str) -> str:
+    return f"{INPUTS}{job_id}/"
+
+
+def input_key(job_id: str, filename: str | None) -> str:
+    return input_prefix(job_id) + safe_filename(filename)
+
+
+def output_key(job_id: str) -> str:
+    return f"{OUTPUTS}{job_id}.json"
+
+
+def running_key(job_id: str) -> str:
+    return f"{RUNNING}{job_id}.json"
+
+
+def batch_key(batch_id: str, name: str = "manifest.json") -> str:
+    return f"{BATCHES}{batch_id}/{name}"
+
+
+def heartbeat_key(role: str, member_id: str) -> str:
+    return f"{HEARTBEATS[role]}{member_id}.json"
+
+
+def dumps(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _loads(data: bytes | str | dict, what: str) -> dict:
+    try:
+        obj = data if isinstance(data, dict) else json.loads(data)
+    except ValueError:
+        raise BadMessage(f"{what} is not JSON") from None
+    if not isinstance(obj, dict):
+        raise BadMessage(f"{what} is not a JSON object")
+    return obj
+
+
+def _build(cls, obj: dict, what: str):
+    """The dataclass from a dict, ignoring keys it does not know (written by a newer version)."""
+    known = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in obj.items() if k in known})
+    except TypeError as exc:
+        raise BadMessage(f"{what}: {exc}") from None
+
+
+# --- messages -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Classify the image at `input_key`. `reply_to` names the web replica's reply queue
+    when a client waits; an async job (no one waiting) has none."""
+
+    job_id: str
+    input_key: str
+    filename: str | None = None
+    batch_id: str | None = None
+    reply_to: str | None = None
+    sent_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not is_id(self.job_id) or not isinstance(self.input_key, str):
+            raise BadMessage(f"not a request: job_id={self.job_id!r}, input_key={self.input_key!r}")
+
+    @property
+    def waited_for(self) -> bool:
+        return self.reply_to is not None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: bytes | str | dict) -> Request:
+        return _build(cls, _loads(data, "request"), "request")
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A job's result: a prediction (`label` ... `top`) or an `error`, never both.
+
+    Written once per job id to the store; also what a Reply carries."""
+
+    job_id: str
+    filename: str | None = None
+    input_key: str | None = None
+    label: str | None = None
+    class_index: int | None = None
+    wnid: str | None = None
+    score: float | None = None
+    top: list[dict] | None = None
+    error: str | None = None
+    model: str | None = None
+    worker: str | None = None
+    attempt: int = 0
+    completed_at: float = field(default_factory=time.time)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    PUBLIC = ("job_id", "filename", "label", "class_index", "wnid", "score", "top", "error")
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def public(self) -> dict:
+        """The result as the API shows it."""
+        data = self.to_dict()
+        return {k: data[k] for k in self.PUBLIC if k in data}
+
+    @classmethod
+    def from_dict(cls, data: bytes | str | dict) -> Output:
+        return _build(cls, _loads(data, "output"), "output")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    job_id: str
+    output: Output
+
+    def to_dict(self) -> dict:
+        return {"job_id": self.job_id, "result": self.output.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: bytes | str | dict) -> Reply:
+        obj = _loads(data, "reply")
+        if not is_id(obj.get("job_id")):
+            raise BadMessage("a reply without a job id")
+        return cls(obj["job_id"], Output.from_dict(obj.get("result") or {"job_id": obj["job_id"]}))
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A live part's record in the store, rewritten every few seconds while it runs.
+
+    `role` is "worker" or "web"; a web replica's id is the name of its reply queue."""
+
+    id: str
+    role: str = "worker"
+    state: str = "running"  # "running", "stopped" or "retired" (the folded record of many)
+    host: str = ""
+    pid: int = 0
+    started: float = 0.0
+    last_seen: float = 0.0
+    completed: int = 0
+    batch_sizes: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return heartbeat_key(self.role, self.id)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: bytes | str | dict, role: str = "worker") -> Heartbeat:
+        obj = _loads(data, "heartbeat")
+        if "id" not in obj and "queue" in obj:  # a web replica's record before roles existed
+            obj = {"id": obj["queue"], "last_seen": obj.get("last_seen", 0.0)}
+        return _build(cls, {"role": role, **obj}, "heartbeat")
+
+
+def read_output(store, job_id: str) -> Output | None:
+    """A job's result from the store (any ObjectStore), or None while it has none."""
+    try:
+        return Output.from_dict(store.get(output_key(job_id)))
+    except NotFound:
+        return None

@@ -1,0 +1,119 @@
+"""Who is running: each worker and web replica keeps a heartbeat in the store.
+
+Any process can see the others without talking to them: the web tier counts
+live workers for `/api/v1/status`, the autoscaler's housekeeping removes the
+reply queue of a web replica that died without cleaning up, on any host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from imgrec.errors import BackendError, BadInput, NotFound
+from imgrec.messages import HEARTBEATS, Heartbeat, dumps, heartbeat_key
+from imgrec.store import ObjectStore
+
+log = logging.getLogger("imgrec.presence")
+BEAT_SECONDS = {"worker": 2.0, "web": 10.0}
+STALE_BEATS = 3  # a member silent for this many beats is taken for dead
+RETIRED_ID = "_retired"
+
+
+class Presence:
+    """One member's heartbeat, rewritten every few seconds by a thread of its own.
+
+    `stats` gives the counters to publish with each beat (a worker's completed
+    images, batch sizes and stage times)."""
+
+    def __init__(
+        self, store: ObjectStore, role: str, member_id: str, stats: Callable[[], dict] | None = None
+    ) -> None:
+        self.store, self.every, self._stats = store, BEAT_SECONDS[role], stats or dict
+        self.beat = Heartbeat(member_id, role, host=socket.gethostname(), pid=os.getpid(), started=time.time())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{role}-heartbeat", daemon=True)
+
+    def write(self, state: str = "running") -> None:
+        beat = replace(self.beat, state=state, last_seen=time.time(), **self._stats())
+        try:
+            self.store.put(beat.key, dumps(beat.to_dict()), "application/json")
+        except BackendError as exc:
+            log.warning("heartbeat of %s not written (%s)", beat.id, exc)
+
+    def start(self) -> Presence:
+        self.write()
+        self._thread.start()
+        return self
+
+    def stop(self, state: str | None = "stopped") -> None:
+        """Stop beating and leave a last record in `state`, or none at all (None)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        if state is not None:
+            self.write(state)
+            return
+        try:
+            self.store.delete(self.beat.key)
+        except BackendError as exc:
+            log.warning("heartbeat of %s not removed (%s)", self.beat.id, exc)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.write()
+
+
+def is_alive(beat: Heartbeat, now: float | None = None) -> bool:
+    now = time.time() if now is None else now
+    return beat.state == "running" and now - beat.last_seen < STALE_BEATS * BEAT_SECONDS[beat.role]
+
+
+def read(store: ObjectStore, role: str) -> list[Heartbeat]:
+    """Every heartbeat of a role (live, stopped, and a worker's retired record)."""
+    beats = []
+    for key in store.list(HEARTBEATS[role]):
+        try:
+            beats.append(Heartbeat.from_dict(store.get(key), role))
+        except (NotFound, BadInput):
+            continue  # removed or being replaced right now, or not ours
+    return beats
+
+
+def compact(store: ObjectStore, older_than: float = 300.0) -> int:
+    """Fold the heartbeats of workers stopped (or silent) for `older_than` seconds into one
+    retired record, so the counts survive and the listing stays short; returns how many."""
+    now = time.time()
+    beats = read(store, "worker")
+    retired = next((b for b in beats if b.id == RETIRED_ID), Heartbeat(RETIRED_ID, "worker", "retired"))
+    gone = [b for b in beats if b.id != RETIRED_ID and not is_alive(b, now) and now - b.last_seen > older_than]
+    if not gone:
+        return 0
+    sizes, stages = dict(retired.batch_sizes), dict(retired.stage_seconds)
+    for b in gone:
+        for k, v in b.batch_sizes.items():
+            sizes[k] = sizes.get(k, 0) + v
+        for k, v in b.stage_seconds.items():
+            stages[k] = stages.get(k, 0.0) + v
+    retired = replace(
+        retired, completed=retired.completed + sum(b.completed for b in gone), batch_sizes=sizes, stage_seconds=stages
+    )
+    store.put(retired.key, dumps(retired.to_dict()), "application/json")
+    for b in gone:
+        store.delete(b.key)
+    return len(gone)
+
+
+def silent_replicas(store: ObjectStore, silent_for: float) -> list[Heartbeat]:
+    """Web replicas whose last heartbeat is older than `silent_for` seconds."""
+    now = time.time()
+    return [b for b in read(store, "web") if now - b.last_seen >= silent_for]
+
+
+def forget(store: ObjectStore, beat: Heartbeat) -> None:
+    store.delete(heartbeat_key(beat.role, beat.id))

@@ -1,0 +1,42 @@
+"""`MemoryStore`: objects in a dict, for tests and one-process experiments.
+
+URL ``memory://name``: every store opened with the same name in one process is
+the same store. Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+from imgrec.errors import NotFound
+from imgrec.store import ObjectStore, check_key
+
+_STORES: dict[str, dict[str, bytes]] = {}
+_LOCK = threading.Lock()
+
+
+class MemoryStore(ObjectStore):
+    def __init__(self, url: str) -> None:
+        name = urlparse(url).netloc
+        with _LOCK:
+            self._objects = _STORES.setdefault(name, {})
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self._objects[check_key(key)] = bytes(data)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._objects[check_key(key)]
+        except KeyError:
+            raise NotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return check_key(key) in self._objects
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return iter(sorted(k for k in list(self._objects) if k.startswith(prefix)))
+
+    def delete(self, key: str) -> None:
+        self._objects.pop(check_key(key), None)

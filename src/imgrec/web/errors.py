@@ -1,0 +1,102 @@
+"""Every error answer of the web tier, rendered one way: plain text for the classic
+`POST /` (its clients read text), JSON `{"detail": ...}` everywhere else.
+
+By type: BadInput gets its own 4xx, Overloaded 429, BackendUnavailable 503 (both
+with Retry-After); anything else is a bug, answered 500 with a request id that
+is also in the log line with the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from imgrec.errors import BackendUnavailable, BadInput, NotFound, Overloaded
+
+log = logging.getLogger("imgrec.web")
+RETRY_AFTER = 2  # seconds, in 503 and 429 answers
+CLASSIC_PATH = "/"
+
+
+def _body(path: str, method: str, message: str) -> tuple[bytes, str]:
+    if path == CLASSIC_PATH and method == "POST":
+        return (message + "\n").encode(), "text/plain; charset=utf-8"
+    return json.dumps({"detail": message}).encode(), "application/json"
+
+
+def render(scope_or_request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """The error answer for a request (or an ASGI scope)."""
+    path, method = scope_or_request["path"], scope_or_request["method"]
+    body, ctype = _body(path, method, message)
+    return Response(body, status_code=status, media_type=ctype.split(";")[0], headers=headers)
+
+
+async def send_error(scope, send, status: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """The same answer from pure ASGI middleware (before any app code ran)."""
+    body, ctype = _body(scope["path"], scope["method"], message)
+    await send({
+        "type": "http.response.start", "status": status,
+        "headers": [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode()), *headers],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+def retry_later(request: Request, status: int, message: str) -> Response:
+    return render(request, status, message, {"Retry-After": str(RETRY_AFTER)})
+
+
+def install(app: FastAPI) -> None:
+    """The exception handlers by type (the catch-all for what nobody expected is the
+    `Unexpected` middleware, outermost)."""
+
+    @app.exception_handler(BadInput)
+    async def bad_input(request: Request, exc: BadInput):
+        return render(request, exc.status, exc.message)
+
+    @app.exception_handler(BackendUnavailable)
+    async def unavailable(request: Request, exc: BackendUnavailable):
+        log.warning("%s %s: backend unavailable: %s", request.method, request.url.path, exc)
+        return retry_later(request, 503, "the service's storage or queue is unavailable right now; please retry shortly")
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded):
+        return retry_later(request, 429, f"the service is busy ({exc} requests waiting); please retry shortly")
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound):
+        return render(request, 404, str(exc))
+
+
+class Unexpected:
+    """Pure ASGI middleware: an exception no handler took is logged with a request id and
+    answered 500 with the same id; every answer carries it as X-Request-Id."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = uuid.uuid4().hex[:16]
+        started = False
+
+        async def tagged(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tagged)
+        except Exception:  # the last line of defence of a request: nothing else caught it
+            log.exception("request %s (%s %s) failed", request_id, scope["method"], scope["path"])
+            if not started:
+                await send_error(
+                    scope, tagged, 500,
+                    f"internal error (request id {request_id}); it has been logged, please report it",
+                )

@@ -1,0 +1,181 @@
+"""The routes: each parses its request, calls intake or results, and answers.
+
+Errors are raised, not answered here: `errors` renders them all one way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from importlib import resources
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from imgrec.errors import BackendError, BadInput, NotFound
+from imgrec.messages import display_name, is_id
+from imgrec.queue import Queue
+from imgrec.settings import Settings
+from imgrec.store import ObjectStore
+from imgrec.web import results
+from imgrec.web.errors import render
+from imgrec.web.intake import Intake
+from imgrec.web.metrics import WebMetrics
+
+CLASSIC_FIELDS = ("myfile", "inputFile")
+API_FIELDS = ("file",)
+router = APIRouter()
+
+
+@dataclass
+class Parts:
+    """What the routes work with, made when the app starts (see `app.lifespan`)."""
+
+    settings: Settings
+    store: ObjectStore
+    requests: Queue
+    intake: Intake
+    metrics: WebMetrics
+
+    def status(self) -> dict:
+        return results.status_snapshot(self.requests, self.store)
+
+
+def parts(request: Request) -> Parts:
+    return request.app.state.parts
+
+
+def _upload_schema(field: str, many: bool) -> dict:
+    """OpenAPI for a multipart upload: the handlers read the form themselves (to answer bad
+    input with their own messages), so the schema is stated here."""
+    binary = {"type": "string", "format": "binary"}
+    prop = {"type": "array", "items": binary} if many else binary
+    schema = {"type": "object", "required": [field], "properties": {field: prop}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+def _id(value: str, what: str) -> str:
+    if not is_id(value):
+        raise NotFound(f"no such {what}: a {what} id is 32 hexadecimal characters")
+    return value
+
+
+# --- the classic workload generator ----------------------------------------------------
+
+
+@router.post(
+    "/", response_class=PlainTextResponse, summary="Classic: one image in 'myfile', answers name:label",
+    openapi_extra=_upload_schema("myfile", many=False),
+)
+async def classic(request: Request, p: Parts = Depends(parts)):
+    _, submitted = await p.intake.take(request, CLASSIC_FIELDS, 1, wait=True, always_batch=False)
+    (result,) = await p.intake.wait_all(submitted)
+    name = display_name(submitted[0].upload.filename)
+    if result is None:
+        return PlainTextResponse(f"{name}: timed out waiting for a worker\n", status_code=504)
+    if "error" in result:
+        return PlainTextResponse(f"{name}: {result['error']}\n", status_code=422)
+    return PlainTextResponse(f"{name}:{result['label']}")
+
+
+# --- the JSON API ----------------------------------------------------------------------
+
+
+@router.post(
+    "/api/v1/classify", summary="Classify one or more images (field 'file'); waits for the results",
+    openapi_extra=_upload_schema("file", many=True),
+)
+async def api_classify(request: Request, p: Parts = Depends(parts)):
+    batch_id, submitted = await p.intake.take(
+        request, API_FIELDS, p.settings.max_files_per_request, wait=True, always_batch=False
+    )
+    answers = await p.intake.wait_all(submitted)
+    if any(r is None for r in answers):
+        return render(request, 504, "timed out waiting for a worker; finished results will be at GET /api/v1/jobs/{job_id}")
+    body: dict = {"results": answers}
+    if batch_id:
+        await asyncio.to_thread(results.write_batch_results, p.store, batch_id, answers)
+        body["batch_id"] = batch_id
+    status = 422 if all("error" in r for r in answers) else 200
+    return JSONResponse(body, status_code=status)
+
+
+@router.post(
+    "/api/v1/jobs", status_code=202, summary="Submit images (field 'file'); answers at once with job ids",
+    openapi_extra=_upload_schema("file", many=True),
+)
+async def api_submit(request: Request, p: Parts = Depends(parts)):
+    batch_id, submitted = await p.intake.take(
+        request, API_FIELDS, p.settings.max_files_per_request, wait=False, always_batch=True
+    )
+    listed = [
+        {"job_id": s.job_id, "filename": s.upload.filename, "status": "queued", "url": f"/api/v1/jobs/{s.job_id}"}
+        if s.job_id else {**results.entry(None, s.upload), "status": "rejected"}
+        for s in submitted
+    ]
+    body = {"batch_id": batch_id, "batch_url": f"/api/v1/batches/{batch_id}", "jobs": listed}
+    return JSONResponse(body, status_code=202)
+
+
+@router.get("/api/v1/jobs/{job_id}", summary="A job's status and result")
+async def api_job(job_id: str, p: Parts = Depends(parts)):
+    status = await asyncio.to_thread(results.job_status, p.store, _id(job_id, "job"))
+    if status is None:
+        raise NotFound(f"no such job: {job_id}")
+    return status
+
+
+@router.get("/api/v1/batches/{batch_id}", summary="All results of a multi-image upload, in upload order (?format=csv)")
+async def api_batch(request: Request, batch_id: str, format: str = "json", p: Parts = Depends(parts)):
+    _id(batch_id, "batch")
+    if format not in ("json", "csv"):
+        raise BadInput("format must be json or csv")
+    view = await asyncio.to_thread(results.batch_view, p.store, batch_id)
+    if view is None:
+        raise NotFound(f"no such batch: {batch_id}")
+    if format == "json":
+        return view
+    if view["status"] != "done":
+        return render(request, 409, "the batch is not finished yet; try again shortly", {"Retry-After": "1"})
+    return Response(
+        results.to_csv(view["results"]), media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="imgrec-{batch_id}.csv"'},
+    )
+
+
+# --- operations ------------------------------------------------------------------------
+
+
+@router.get("/api/v1/status", summary="Queue depth, in-flight, live workers, dead letters, completed")
+async def api_status(p: Parts = Depends(parts)):
+    return await asyncio.to_thread(p.status)
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz():
+    return {"ok": True}
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(request: Request, p: Parts = Depends(parts)):
+    try:
+        await asyncio.to_thread(p.requests.stats)
+        await asyncio.to_thread(p.store.exists, "readyz")
+    except BackendError as exc:
+        return render(request, 503, f"not ready: {exc}", {"Retry-After": "1"})
+    return {"ready": True}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(p: Parts = Depends(parts)):
+    data = await asyncio.to_thread(generate_latest, p.metrics.registry)
+    return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+
+PAGE = resources.files("imgrec.web").joinpath("static/index.html").read_text("utf-8")
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index():
+    return PAGE

@@ -1,0 +1,79 @@
+"""The object-store port's contract, run against every adapter."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from imgrec.errors import BackendUnavailable, NotFound
+from imgrec.stores import open_store
+
+
+@pytest.fixture
+def store(store_url):
+    return open_store(store_url)
+
+
+def test_put_get_exists_delete(store):
+    store.put("inputs/j1/cat.jpg", b"meow")
+    assert store.get("inputs/j1/cat.jpg") == b"meow"
+    assert store.exists("inputs/j1/cat.jpg")
+    store.put("inputs/j1/cat.jpg", b"purr")  # overwrite
+    assert store.get("inputs/j1/cat.jpg") == b"purr"
+    store.delete("inputs/j1/cat.jpg")
+    assert not store.exists("inputs/j1/cat.jpg")
+    store.delete("inputs/j1/cat.jpg")  # deleting twice is fine
+
+
+def test_missing_object(store):
+    with pytest.raises(NotFound):
+        store.get("outputs/nope.json")
+    assert not store.exists("outputs/nope.json")
+
+
+def test_large_object_round_trip(store):
+    data = os.urandom(12 * 1024 * 1024)
+    store.put("big/blob.bin", data)
+    assert store.get("big/blob.bin") == data
+
+
+def test_list_with_prefixes(store):
+    for key in ["inputs/a/1.jpg", "inputs/a/2.jpg", "inputs/b/1.jpg", "outputs/a.json", "inputs-x/z"]:
+        store.put(key, b"x")
+    assert list(store.list("inputs/a/")) == ["inputs/a/1.jpg", "inputs/a/2.jpg"]
+    assert list(store.list("inputs/")) == ["inputs/a/1.jpg", "inputs/a/2.jpg", "inputs/b/1.jpg"]
+    assert list(store.list("inputs")) == [
+        "inputs-x/z", "inputs/a/1.jpg", "inputs/a/2.jpg", "inputs/b/1.jpg"
+    ]
+    assert list(store.list("nothing/")) == []
+    assert len(list(store.list())) == 5
+
+
+@pytest.mark.parametrize("key", ["../escape", "/abs", "a/../../b", "a//b", "", "a/\x00b", "a/./b", "sp ace"])
+def test_unsafe_keys_are_refused(store, key):
+    with pytest.raises(ValueError, match="unsafe object key"):
+        store.put(key, b"x")
+
+
+def test_put_file_streams_from_a_file(store, tmp_path):
+    data = os.urandom(9 * 1024 * 1024)
+    path = tmp_path / "upload.bin"
+    path.write_bytes(data)
+    with path.open("rb") as f:
+        store.put_file("inputs/j2/big.bin", f)
+    assert store.get("inputs/j2/big.bin") == data
+
+
+def test_an_unreachable_backend_is_backend_unavailable(store_outage):
+    url, break_it, heal_it = store_outage
+    store = open_store(url)
+    store.create()
+    store.put("outputs/a.json", b"{}")
+    break_it()
+    with pytest.raises(BackendUnavailable):
+        store.put("inputs/j/big.bin", os.urandom(1 << 20))
+    if heal_it:
+        heal_it()
+        store.put("inputs/j/big.bin", b"back")
+        assert store.get("inputs/j/big.bin") == b"back"

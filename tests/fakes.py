@@ -1,0 +1,77 @@
+"""Stand-ins for in-process tests of the worker: a classifier that needs no model, and
+a store that fails on demand. Queues and stores otherwise are the real `memory://`
+adapters (which pass the same contract suites as the durable ones)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from imgrec.engine import Guess, ImageError, Prediction
+from imgrec.errors import BackendUnavailable
+from imgrec.store import ObjectStore
+
+
+def image(label: str) -> bytes:
+    """The bytes FakeClassifier labels `label`."""
+    return f"img:{label}".encode()
+
+
+CRASH = b"crash"  # ends the process that decodes it, as a decoder bug would
+HANG = b"hang"  # never finishes decoding
+
+
+class FakeClassifier:
+    model_id = "fake@000000000000"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls: list[int] = []  # batch sizes given to infer
+
+    def decode(self, data: bytes):
+        if data == CRASH:
+            os._exit(3)
+        if data == HANG:
+            time.sleep(3600)
+        if not data.startswith(b"img:"):
+            return ImageError("not an image (or a format we cannot read)")
+        return np.frombuffer(data[4:], np.uint8)  # "pixels" that spell the label
+
+    def infer(self, pixels: list) -> list[Prediction]:
+        self.calls.append(len(pixels))
+        time.sleep(self.delay)
+        labels = [p.tobytes().decode() for p in pixels]
+        return [Prediction(label, 1, "n00000001", 0.9, [Guess(label, 1, "n00000001", 0.9)]) for label in labels]
+
+
+class FlakyStore(ObjectStore):
+    """Wraps a store; while `down`, every call raises BackendUnavailable."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner, self.down = inner, False
+
+    def _check(self) -> None:
+        if self.down:
+            raise BackendUnavailable("store: disk full (simulated)")
+
+    def put(self, key, data, content_type="application/octet-stream"):
+        self._check()
+        self.inner.put(key, data, content_type)
+
+    def get(self, key):
+        self._check()
+        return self.inner.get(key)
+
+    def exists(self, key):
+        self._check()
+        return self.inner.exists(key)
+
+    def list(self, prefix=""):
+        self._check()
+        return self.inner.list(prefix)
+
+    def delete(self, key):
+        self._check()
+        self.inner.delete(key)

@@ -1,0 +1,91 @@
+"""Workers go 0 -> N -> 0 with the load, and a killed worker's messages are answered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from images import photo_variants
+from imgrec.messages import OUTPUTS
+from imgrec.testing import ServiceProcess, alive, wait_until
+
+IDLE = 3
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, model_dir):
+    svc = ServiceProcess(
+        tmp_path_factory.mktemp("elastic"), model_dir,
+        "--min-workers", "0", "--max-workers", "2", "--scale-in-delay", str(IDLE),
+        env={"IMGREC_TARGET_PER_WORKER": "4", "IMGREC_VISIBILITY_TIMEOUT": "3", "IMGREC_MAX_BATCH": "4"},
+    )
+    yield svc
+    assert svc.stop() == 0, svc.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def variants():
+    return photo_variants(60)
+
+
+def _submit(service, variants) -> list[dict]:
+    files = [("file", (n, d, "image/jpeg")) for n, d in variants.items()]
+    r = httpx.post(service.url + "/api/v1/jobs", files=files, timeout=60)
+    assert r.status_code == 202, r.text
+    return r.json()["jobs"]
+
+
+def _all_done(service, submitted) -> bool:
+    return all(httpx.get(service.url + j["url"]).json()["status"] == "done" for j in submitted)
+
+
+def test_zero_to_many_to_zero(service, variants):
+    wait_until(lambda: service.status()["workers"] == 0 and not service.worker_pids(), 30, what="idle at 0")
+    submitted = _submit(service, variants)
+    seen = set()
+
+    def two_workers():
+        seen.update(service.worker_pids())
+        return len(service.worker_pids()) >= 2
+
+    wait_until(two_workers, 60, what="more than one worker under load")
+    for pid in service.worker_pids():  # an operator sees them in ps
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"imgrec worker")
+    wait_until(lambda: _all_done(service, submitted), 120, 0.5, "all jobs done")
+    wait_until(lambda: not service.worker_pids() and service.status()["workers"] == 0, IDLE + 30, 0.5, "back to 0")
+    # The processes are gone, not only their heartbeats.
+    wait_until(lambda: not any(alive(pid) for pid in seen), 10, what="worker processes to exit")
+
+
+def test_killed_worker_is_replaced_and_its_messages_answered(service, variants, classifier):
+    expected = {n: r.label for n, r in zip(variants, classifier.classify(list(variants.values())), strict=False)}
+    answers: list[httpx.Response] = []
+
+    async def post_all():
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=60)) as client:
+            return await asyncio.gather(
+                *(client.post(service.url + "/", files={"myfile": (n, d, "image/jpeg")}) for n, d in variants.items())
+            )
+
+    clients = threading.Thread(target=lambda: answers.extend(asyncio.run(post_all())))
+    clients.start()
+    # More in flight than one worker's batch: both workers hold messages.
+    wait_until(lambda: service.status()["in_flight"] > 4 and len(service.worker_pids()) == 2, 60, 0.02, "busy workers")
+    victim = service.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    clients.join(180)
+    assert not clients.is_alive()
+    assert [r.status_code for r in answers] == [200] * len(variants)
+    assert [r.text for r in answers] == [f"{n.rsplit('.', 1)[0]}:{expected[n]}" for n in variants]
+    assert service.status()["dead_letter"] == 0
+    outputs = [json.loads(service.store.get(k)) for k in service.store.list(OUTPUTS)]
+    assert any(o["attempt"] >= 2 for o in outputs), "the victim's messages were delivered again"
+    log = service.log.read_text()
+    assert f"worker pid {victim} died" in log, "the autoscaler noticed and replaced it"

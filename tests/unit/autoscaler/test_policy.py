@@ -1,0 +1,69 @@
+"""The scaling policy, tick by tick with a fake clock (it reads no clock itself)."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide, target
+from imgrec.errors import ConfigError
+
+CFG = ScalingConfig(min_workers=0, max_workers=4, target_per_worker=10, scale_in_delay=30.0)
+
+
+def run(ticks, config=CFG, state=PolicyState()):
+    """ticks: (now, backlog, in_flight) -> list of desired after each tick."""
+    out = []
+    for now, backlog, in_flight in ticks:
+        state = decide(Snapshot(now, backlog, in_flight), state, config)
+        out.append(state.desired)
+    return out
+
+
+def test_idle_stays_at_min():
+    assert run([(t, 0, 0) for t in range(5)]) == [0] * 5
+    assert run([(t, 0, 0) for t in range(5)], ScalingConfig(1, 4, 10, 30)) == [1] * 5
+
+
+def test_one_message_starts_a_worker_at_once():
+    assert run([(0, 0, 0), (1, 1, 0)]) == [0, 1]
+
+
+@pytest.mark.parametrize("backlog, in_flight, want", [(1, 0, 1), (10, 0, 1), (11, 0, 2), (15, 15, 3), (1000, 0, 4)])
+def test_target_is_ceil_of_work_over_target_clamped(backlog, in_flight, want):
+    assert target(Snapshot(0, backlog, in_flight), CFG) == want
+
+
+def test_scale_out_is_immediate_and_capped():
+    assert run([(0, 5, 0), (1, 25, 5), (2, 500, 40)]) == [1, 3, 4]
+
+
+def test_scale_in_waits_for_the_delay():
+    ticks = [(0, 40, 0)] + [(t, 0, 0) for t in (1, 10, 20, 30, 30.9, 31, 32)]
+    assert run(ticks) == [4, 4, 4, 4, 4, 4, 0, 0]
+
+
+def test_scale_in_goes_to_what_remaining_work_needs():
+    ticks = [(0, 40, 0), (1, 5, 5), (20, 5, 5), (31, 5, 5)]
+    assert run(ticks) == [4, 4, 4, 1]
+
+
+def test_new_work_resets_the_scale_in_timer():
+    ticks = [(0, 40, 0), (1, 0, 0), (25, 40, 0), (26, 0, 0), (40, 0, 0), (56, 0, 0)]
+    assert run(ticks) == [4, 4, 4, 4, 4, 0]
+
+
+def test_in_flight_work_keeps_workers():
+    # The backlog is empty but the workers are busy: never scale them away.
+    ticks = [(0, 30, 0)] + [(t, 0, 30) for t in range(1, 100, 10)]
+    assert set(run(ticks)) == {3}
+
+
+def test_config_change_is_applied_to_existing_state():
+    assert run([(0, 0, 0)], ScalingConfig(0, 2, 10, 30), PolicyState(desired=4)) == [2]
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ConfigError):
+        ScalingConfig(min_workers=3, max_workers=2, target_per_worker=10, scale_in_delay=30)
+    with pytest.raises(ConfigError):
+        ScalingConfig(min_workers=0, max_workers=2, target_per_worker=0, scale_in_delay=30)

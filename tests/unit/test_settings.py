@@ -1,0 +1,92 @@
+"""Choosing adapters by URL, and what a user is told when something is missing."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from imgrec.actuators import open_actuator
+from imgrec.errors import MissingExtra
+from imgrec.queues import open_queue
+from imgrec.settings import Settings
+from imgrec.stores import open_store
+
+
+@pytest.mark.parametrize(
+    "module, opener, url, extra",
+    [
+        ("boto3", open_store, "s3://bucket/prefix", "aws"),
+        ("boto3", lambda url: open_queue(url, "requests"), "sqs://imgrec", "aws"),
+        ("redis", lambda url: open_queue(url, "requests"), "redis://127.0.0.1:1/0", "redis"),
+        ("boto3", open_actuator, "asg://workers", "aws"),
+    ],
+)
+def test_missing_extra_names_the_install_command(monkeypatch, module, opener, url, extra):
+    monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    with pytest.raises(MissingExtra, match=rf"pip install 'imgrec\[{extra}\]'"):
+        opener(url)
+
+
+def test_unknown_urls_say_what_is_supported():
+    with pytest.raises(ValueError, match="sqlite://, redis:// and sqs://"):
+        open_queue("amqp://localhost", "requests")
+    with pytest.raises(ValueError, match="file:// and s3://"):
+        open_store("gs://bucket")
+    with pytest.raises(ValueError, match="local and asg://"):
+        open_actuator("k8s://deployment")
+
+
+def test_settings_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("IMGREC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("IMGREC_MAX_WORKERS", "7")
+    monkeypatch.setenv("IMGREC_QUEUE", "redis://example:6379/2")
+    s = Settings()
+    assert s.max_workers == 7 and s.queue_url == "redis://example:6379/2"
+    assert s.store_url == (tmp_path / "store").resolve().as_uri()
+    assert s.model_path == tmp_path / "model"
+
+
+def test_readme_configuration_table_matches_the_settings():
+    """Every setting, its default and its meaning, exactly as `Settings` has them."""
+    from pathlib import Path
+
+    from imgrec.settings import documented
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| `IMGREC_")
+    ]
+    assert rows == [list(row) for row in documented()]
+
+
+def test_defaults_live_in_settings_only():
+    from imgrec.autoscaler.policy import ScalingConfig
+
+    s = Settings()
+    config = ScalingConfig.from_settings(s)
+    assert (config.max_workers, config.target_per_worker, config.scale_in_delay) == (
+        s.max_workers, s.target_per_worker, s.scale_in_delay
+    )
+    with pytest.raises(TypeError):
+        ScalingConfig()  # no defaults of its own
+
+
+def test_settings_travel_to_a_child_process_whole(tmp_path):
+    s = Settings(data_dir=tmp_path, max_batch=3, scale_in_delay=7.5, api_keys="a,b")
+    import os
+
+    saved = dict(os.environ)
+    try:
+        os.environ.update(s.to_env())
+        child = Settings()  # what a child process reads from its environment
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert child.model_dump() == s.model_dump()
+    assert s.with_overrides(port=None) is s and s.with_overrides(port=9).port == 9
+    with pytest.raises(TypeError):
+        s.with_overrides(no_such_setting=1)

@@ -1,0 +1,133 @@
+"""The worker loop in-process: receiving, publishing, stopping, backing off."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+from fakes import FakeClassifier, FlakyStore, image
+from imgrec.messages import Reply, Request, input_key, new_id, output_key, read_output
+from imgrec.queues import open_queue
+from imgrec.stores import open_store
+from imgrec.worker.batch import BatchProcessor, WorkerStats
+from imgrec.worker.loop import WorkerLoop
+from imgrec.worker.publisher import Publisher
+
+
+class Rig:
+    """A worker loop on memory adapters, with a reply queue a web replica would own."""
+
+    def __init__(self, url: str | None = None, clf=None, vt: float = 30.0, store=None) -> None:
+        self.url = url or f"memory://{uuid.uuid4().hex}"
+        self.queue = open_queue(self.url, "requests", create=True, visibility_timeout=vt, max_receives=5)
+        self.replies = open_queue(self.url, "replies-a", create=True)
+        self.store = store or open_store(f"memory://{uuid.uuid4().hex}")
+        self.stats = WorkerStats()
+        self.clf = clf or FakeClassifier()
+        processor = BatchProcessor(self.clf, self.store, "w1", 5.0, self.stats)
+        self.loop = WorkerLoop(
+            self.queue, processor, Publisher(self.url, self.store, self.stats), max_batch=4, max_wait_ms=2
+        )
+
+    def send(self, label: str, reply_to: str | None = "replies-a") -> str:
+        job = new_id()
+        key = input_key(job, f"{label}.jpg")
+        self.store.put(key, image(label))
+        self.queue.send(Request(job, key, f"{label}.jpg", reply_to=reply_to).to_dict())
+        return job
+
+    def run(self, idle: float = 0.5) -> threading.Thread:
+        t = threading.Thread(target=self.loop.run, args=(idle,), daemon=True)
+        t.start()
+        return t
+
+
+def test_results_are_written_replied_and_acked():
+    rig = Rig()
+    jobs = [rig.send(label) for label in ("cat", "dog", "cup", "owl", "bee")]
+    rig.run(idle=0.5).join(10)
+    assert [read_output(rig.store, j).label for j in jobs] == ["cat", "dog", "cup", "owl", "bee"]
+    replies = [Reply.from_dict(m.body) for m in rig.replies.receive(10)]
+    assert sorted(r.job_id for r in replies) == sorted(jobs)
+    assert rig.queue.stats() == type(rig.queue.stats())(0, 0, 0)
+    assert rig.stats.completed == 5 and sum(rig.stats.batch_sizes.values()) == 2  # 4 + 1
+
+
+def test_async_jobs_get_no_reply():
+    rig = Rig()
+    job = rig.send("cat", reply_to=None)
+    rig.run(idle=0.3).join(10)
+    assert read_output(rig.store, job).label == "cat" and rig.replies.receive(10) == []
+
+
+def test_a_deleted_reply_queue_is_not_an_error():
+    rig = Rig()
+    rig.replies.delete()  # the web replica stopped
+    job = rig.send("cat")
+    rig.run(idle=0.3).join(10)
+    assert read_output(rig.store, job).label == "cat", "the result is in the store all the same"
+    assert rig.queue.stats().in_flight == 0
+
+
+def test_a_stopping_worker_gives_back_what_it_holds():
+    rig = Rig(clf=FakeClassifier(delay=0.5))
+    jobs = [rig.send(f"img{i}") for i in range(12)]
+    t = rig.run(idle=30)
+    while rig.clf.calls == []:
+        time.sleep(0.01)
+    rig.loop.stop()
+    t.join(10)
+    assert not t.is_alive()
+    done = [j for j in jobs if read_output(rig.store, j)]
+    stats = rig.queue.stats()
+    assert 0 < len(done) < 12 and stats.depth == 12 - len(done) and stats.in_flight == 0
+
+
+def test_a_store_outage_releases_the_batch_and_the_worker_goes_on():
+    store = FlakyStore(open_store(f"memory://{uuid.uuid4().hex}"))
+    rig = Rig(store=store)
+    job = rig.send("cat")
+    store.down = True
+    t = rig.run(idle=5)
+    time.sleep(0.3)
+    assert read_output(store.inner, job) is None and t.is_alive()
+    store.down = False
+    deadline = time.monotonic() + 10
+    while read_output(store.inner, job) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rig.loop.stop()
+    t.join(10)
+    assert read_output(store.inner, job).label == "cat"
+
+
+def test_a_long_batch_is_kept_invisible(tmp_path):
+    """Inference longer than the visibility timeout: no other consumer gets the messages."""
+    rig = Rig(url=f"sqlite://{tmp_path}/q.sqlite3", clf=FakeClassifier(delay=2.5), vt=1.0)
+    jobs = [rig.send("cat"), rig.send("dog")]
+    rival = open_queue(rig.url, "requests", visibility_timeout=1.0)
+    stolen = []
+    messages = rig.queue.receive(4)
+    thief = threading.Thread(target=lambda: stolen.extend(rival.receive(4, wait=2.4)))
+    thief.start()
+    rig.loop.handle(messages, lambda: rig.loop.processor.process(messages))
+    thief.join()
+    assert stolen == [], "another consumer took messages of a batch still being processed"
+    assert rig.queue.stats().depth == rig.queue.stats().in_flight == 0
+    for job in jobs:
+        assert json.loads(rig.store.get(output_key(job)))["attempt"] == 1
+
+
+def test_a_redelivered_job_is_answered_from_the_store_once_written():
+    rig = Rig()
+    job = rig.send("cat")
+    (first,) = rig.queue.receive(1)
+    rig.loop.handle([first], lambda: rig.loop.processor.process([first]))
+    written = rig.store.get(output_key(job))
+    rig.queue.send(first.body)  # as if the ack had been lost and the message came again
+    (again,) = rig.queue.receive(1)
+    rig.loop.handle([again], lambda: rig.loop.processor.process([again]))
+    assert rig.store.get(output_key(job)) == written, "the output is written once"
+    answers = [Reply.from_dict(m.body) for m in rig.replies.receive(10)]
+    assert [a.job_id for a in answers] == [job, job] and answers[0].output == answers[1].output
