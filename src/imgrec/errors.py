@@ -107,7 +107,7 @@ def translating(translate: Translate):
             def gen(*args, **kwargs):
                 try:
                     yield from fn(*args, **kwargs)
-                except Exception as exc:
+                except Exception as exc:  # an adapter's boundary: translated, or re-raised as it is
                     new = convert(exc)
                     if new is exc:
                         raise
@@ -119,7 +119,7 @@ def translating(translate: Translate):
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except Exception as exc:
+            except Exception as exc:  # an adapter's boundary: translated, or re-raised as it is
                 new = convert(exc)
                 if new is exc:
                     raise
