@@ -47,17 +47,20 @@ class FakeClassifier:
 
 
 class FlakyStore(ObjectStore):
-    """Wraps a store; while `down`, every call raises BackendUnavailable."""
+    """Wraps a store; while `down`, every call raises BackendUnavailable; while `full`,
+    writes do (reads work, as on a full disk)."""
 
     def __init__(self, inner: ObjectStore) -> None:
-        self.inner, self.down = inner, False
+        self.inner, self.down, self.full = inner, False, False
 
     def _check(self) -> None:
         if self.down:
-            raise BackendUnavailable("store: disk full (simulated)")
+            raise BackendUnavailable("store: connection refused by s3.internal:9000 (simulated)")
 
     def put(self, key, data, content_type="application/octet-stream"):
         self._check()
+        if self.full:
+            raise BackendUnavailable("store: [Errno 28] No space left on device: /var/lib/imgrec (simulated)")
         self.inner.put(key, data, content_type)
 
     def get(self, key):

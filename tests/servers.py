@@ -121,3 +121,67 @@ class SmallDisk:
 
     def unmount(self) -> None:
         subprocess.run(["umount", "-l", str(self.path)], check=False)
+
+
+class TcpProxy:
+    """A TCP forwarder to `target` (host, port) on its own free port, that a test can stop
+    (every connection cut, new ones refused: the server seems gone) and start again
+    (the server behind it kept its state: it was the network that failed)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import asyncio
+        import threading
+
+        self.target, self.port = target, free_port()
+        self._loop = asyncio.new_event_loop()
+        self._server = None
+        self._writers: set = set()
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        self.start()
+
+    def _call(self, coro):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    async def _pipe(self, reader, writer) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, client_reader, client_writer) -> None:
+        import asyncio
+
+        try:
+            server_reader, server_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_writer.close()
+            return
+        self._writers |= {client_writer, server_writer}
+        await asyncio.gather(self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer))
+        self._writers -= {client_writer, server_writer}
+
+    async def _start(self) -> None:
+        import asyncio
+
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for w in list(self._writers):
+            w.transport.abort()  # a reset, as when the server's host goes away
+        self._writers.clear()
+
+    def start(self) -> None:
+        self._call(self._start())
+
+    def stop(self) -> None:
+        self._call(self._stop())

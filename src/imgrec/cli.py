@@ -63,9 +63,12 @@ def _scale_in(delay: float | None, old: float | None) -> float | None:
 def _classifier(settings: Settings, threads: int = 0):
     from imgrec.engine import Classifier
     from imgrec.engine.model import build
+    from imgrec.engine.preprocess import ImageLimits
 
     build(settings.model_path)  # no-op when the model is already there
-    return Classifier(settings.model_path, threads=threads or os.cpu_count() or 1, max_pixels=settings.max_pixels)
+    return Classifier(
+        settings.model_path, threads=threads or os.cpu_count() or 1, limits=ImageLimits.from_settings(settings)
+    )
 
 
 # --- the model and the engine ----------------------------------------------------------

@@ -12,6 +12,7 @@ each; every store key is built here, so no other module spells a prefix.
     store  batches/<batch>/...   a multi-image upload's manifest and merged results
     store  workers/<id>.json     Heartbeat of a worker
     store  replicas/<id>.json    Heartbeat of a web replica (its id is its reply queue)
+    store  health/<id>           a web replica's readiness canary
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ REQUEST_QUEUE = "requests"
 REPLY_QUEUE_PREFIX = "replies-"  # + a random id: each web replica's own
 SAFE_NAME_MAX = 100
 
-INPUTS, OUTPUTS, RUNNING, BATCHES = "inputs/", "outputs/", "running/", "batches/"
+INPUTS, OUTPUTS, RUNNING, BATCHES, HEALTH = "inputs/", "outputs/", "running/", "batches/", "health/"
 HEARTBEATS = {"worker": "workers/", "web": "replicas/"}
 
 
@@ -91,6 +92,11 @@ def batch_key(batch_id: str, name: str = "manifest.json") -> str:
     return f"{BATCHES}{batch_id}/{name}"
 
 
+def canary_key(member_id: str) -> str:
+    """A tiny object a web replica writes to prove the store takes writes (readiness)."""
+    return f"{HEALTH}{member_id}"
+
+
 def heartbeat_key(role: str, member_id: str) -> str:
     return f"{HEARTBEATS[role]}{member_id}.json"
 
@@ -124,7 +130,11 @@ def _build(cls, obj: dict, what: str):
 @dataclass(frozen=True, slots=True)
 class Request:
     """Classify the image at `input_key`. `reply_to` names the web replica's reply queue
-    when a client waits; an async job (no one waiting) has none."""
+    when a client waits; an async job (no one waiting) has none.
+
+    `crashes` counts the attempts that crashed or hung the classifier; `requeued` the
+    times a worker gave the request back for a reason of its own (stopping, a backend
+    outage), which must not count against the image."""
 
     job_id: str
     input_key: str
@@ -132,6 +142,8 @@ class Request:
     batch_id: str | None = None
     reply_to: str | None = None
     sent_at: float = 0.0
+    crashes: int = 0
+    requeued: int = 0
 
     def __post_init__(self) -> None:
         if not is_id(self.job_id) or not isinstance(self.input_key, str):

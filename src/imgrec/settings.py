@@ -52,9 +52,15 @@ class Settings(BaseSettings):
     max_upload_bytes: int = _setting(20 * 1024 * 1024, "request body limit (413 above)", shown="20971520 (20 MiB)")
     max_files_per_request: int = _setting(100, "images per API request")
     max_pixels: int = _setting(40_000_000, "pixel limit per image (422 above)")
+    max_aspect_ratio: float = _setting(20.0, "longest over shortest side past which an image is refused (422)")
     request_timeout: float = _setting(120.0, "seconds a waiting request waits (504 after)")
     max_backlog: int = _setting(2000, "waiting requests past which uploads get 429 (nothing accepted is dropped)")
-    max_concurrent_uploads: int = _setting(32, "uploads read and stored at once (the rest wait unread)")
+    max_concurrent_uploads: int = _setting(32, "uploads parsed, checked and stored at once (the rest wait, received)")
+    max_uploads_per_client: int = _setting(512, "requests with a body one client address may have in progress (429 above)")
+    header_timeout: float = _setting(10.0, "seconds to receive a request's line and headers (408 after)")
+    upload_deadline: float = _setting(300.0, "seconds an upload's whole body may take to arrive (408 after)")
+    min_upload_rate: float = _setting(8192.0, "slowest average upload speed accepted after its first 5 s, bytes/s (408 below)")
+    trusted_proxies: str = _setting("127.0.0.1", "addresses of reverse proxies whose X-Forwarded-For names the client")
     api_keys: str = _setting("", "comma-separated keys; when set, every API call needs one", shown="(none)")
 
     # Workers

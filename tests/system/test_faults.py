@@ -140,7 +140,7 @@ def test_poison_image_is_dead_lettered_and_answered_others_unaffected(tmp_path, 
         assert "could not be processed" in results[1]["error"] and "3 attempts" in results[1]["error"]
         assert svc.status()["dead_letter"] == 0, "answered and removed from the dead-letter queue"
         log = svc.log.read_text()
-        assert "over its time limit" in log and "dead-lettered after 3 attempts" in log
+        assert "over its time limit" in log and "given up after 3 attempts" in log
         # The service goes on.
         assert httpx.post(svc.url + "/", files={"myfile": _cat()}, timeout=60).text == "cat:tiger cat"
     finally:

@@ -38,12 +38,12 @@ def answer_dead_letters(queue: Queue, publisher: Publisher, limit: int = 50) -> 
                 if output is None:
                     output = Output(
                         request.job_id, request.filename, request.input_key, attempt=m.receive_count,
-                        error=f"the image could not be processed: it failed {queue.max_receives} attempts "
-                        "(it crashed the classifier or took longer than the time limit)",
+                        error=f"the image could not be processed: it was delivered {queue.max_receives} times "
+                        "and each time the worker holding it ended (it may crash or hang the classifier)",
                     )
                     publisher.write([output])
                 publisher.reply([(request, output)])
-                log.warning("job %s was dead-lettered after %d attempts", request.job_id, queue.max_receives)
+                log.warning("job %s was dead-lettered after %d deliveries", request.job_id, queue.max_receives)
             queue.ack(m)
             taken += 1
     return taken

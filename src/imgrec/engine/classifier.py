@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from imgrec.engine.model import Manifest, load_manifest
-from imgrec.engine.preprocess import ImageRejected, load_image
+from imgrec.engine.preprocess import ImageLimits, ImageRejected, load_image
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +58,11 @@ class Classifier:
         model_dir: Path,
         *,
         threads: int = 1,
-        max_pixels: int = 40_000_000,
+        limits: ImageLimits = ImageLimits(),
         draft: bool = True,
     ) -> None:
         self.manifest: Manifest = load_manifest(model_dir)
-        self.max_pixels = max_pixels
+        self.limits = limits
         self.draft = draft
         self._session = ort.InferenceSession(
             str(model_dir / self.manifest.file),
@@ -80,7 +80,7 @@ class Classifier:
         try:
             return load_image(
                 data,
-                max_pixels=self.max_pixels,
+                self.limits,
                 resize=self.manifest.resize_size,
                 crop=self.manifest.input_size,
                 draft=self.draft,

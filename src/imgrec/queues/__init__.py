@@ -34,9 +34,15 @@ def open_queue(url: str, name: str, *, create: bool = False, **options) -> Queue
     return adapter(url, name, create=create, **options)
 
 
+# The workers give an image up after `max_receives` failed attempts themselves (see
+# worker.batch); the queue's own dead-letter threshold is a few deliveries further, a
+# safety net for a message whose workers keep ending before they can count it.
+DELIVERY_SLACK = 3
+
+
 def request_queue(settings: Settings) -> Queue:
     """The queue of classification requests, made if missing."""
     return open_queue(
         settings.queue_url, REQUEST_QUEUE, create=True,
-        visibility_timeout=settings.visibility_timeout, max_receives=settings.max_receives,
+        visibility_timeout=settings.visibility_timeout, max_receives=settings.max_receives + DELIVERY_SLACK,
     )

@@ -11,6 +11,7 @@ request queue) it creates missing queues and uses existing ones as they are.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -86,13 +87,18 @@ class SqsQueue(Queue):
             },
         )
 
+    def _fifo(self, body: dict, text: str) -> dict:
+        """Each job is its own group (parallel); deduplication by content, so that a request
+        sent again on purpose (with its counters changed) is not dropped as a duplicate."""
+        if not self.fifo:
+            return {}
+        group = str(body.get("job_id") or uuid.uuid4().hex)
+        return {"MessageGroupId": group, "MessageDeduplicationId": hashlib.sha256(text.encode()).hexdigest()}
+
     @_guard
     def send(self, body: dict) -> str:
-        extra = {}
-        if self.fifo:
-            key = str(body.get("job_id") or uuid.uuid4().hex)
-            extra = {"MessageGroupId": key, "MessageDeduplicationId": key}
-        return self._sqs.send_message(QueueUrl=self._url, MessageBody=json.dumps(body), **extra)["MessageId"]
+        text = json.dumps(body)
+        return self._sqs.send_message(QueueUrl=self._url, MessageBody=text, **self._fifo(body, text))["MessageId"]
 
     @_guard
     def send_many(self, bodies: list[dict]) -> list[str]:
@@ -100,11 +106,8 @@ class SqsQueue(Queue):
         for start in range(0, len(bodies), _MAX_BATCH):
             entries = []
             for i, body in enumerate(bodies[start : start + _MAX_BATCH]):
-                entry = {"Id": str(i), "MessageBody": json.dumps(body)}
-                if self.fifo:
-                    key = str(body.get("job_id") or uuid.uuid4().hex)
-                    entry.update(MessageGroupId=key, MessageDeduplicationId=key)
-                entries.append(entry)
+                text = json.dumps(body)
+                entries.append({"Id": str(i), "MessageBody": text, **self._fifo(body, text)})
             response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
             if response.get("Failed"):
                 raise BackendError(f"SQS refused {len(response['Failed'])} messages: {response['Failed'][0]}")

@@ -23,6 +23,7 @@ def run_web(settings: Settings) -> None:
     import uvicorn
 
     from imgrec.web.app import create_app
+    from imgrec.web.protocol import with_header_timeout
 
     setproctitle.setproctitle("imgrec web")
     if settings.host not in LOOPBACK and not settings.keys:
@@ -37,4 +38,6 @@ def run_web(settings: Settings) -> None:
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level="warning",
         timeout_graceful_shutdown=int(settings.request_timeout), access_log=False,
+        http=with_header_timeout(settings.header_timeout), proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
     )

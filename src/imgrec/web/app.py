@@ -18,8 +18,9 @@ from imgrec.stores import open_store
 from imgrec.web import errors
 from imgrec.web.auth import ApiKeys
 from imgrec.web.intake import Intake
-from imgrec.web.limits import BodySizeLimit
+from imgrec.web.limits import UploadGuard
 from imgrec.web.metrics import RequestMetrics, WebMetrics
+from imgrec.web.readiness import Readiness
 from imgrec.web.replies import ReplyListener
 from imgrec.web.routes import Parts, router
 
@@ -36,18 +37,24 @@ def create_app(settings: Settings) -> FastAPI:
         reply_queue = open_queue(settings.queue_url, REPLY_QUEUE_PREFIX + new_id()[:16], create=True)
         replies = ReplyListener(reply_queue, store, metrics)
         replies.start()
-        parts = Parts(settings, store, requests, Intake(settings, store, requests, replies, metrics), metrics)
+        intake = Intake(settings, store, requests, replies, metrics)
+        readiness = Readiness(store, requests, replies.name)
+        parts = Parts(settings, store, requests, intake, metrics, readiness)
         metrics.watch_system(parts.status)
         app.state.parts = parts
         log.info("web tier ready; replies on queue %s", replies.name)
         yield
         replies.stop()
+        readiness.forget()
         requests.close()
 
     app = FastAPI(title="imgrec", version="0.1.0", lifespan=lifespan)
     errors.install(app)
-    # Added innermost first: a request meets the catch-all, the metrics, the key check, the size limit.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    # Added innermost first: a request meets the catch-all, the metrics, the key check, the upload guard.
+    app.add_middleware(
+        UploadGuard, max_bytes=settings.max_upload_bytes, deadline=settings.upload_deadline,
+        min_rate=settings.min_upload_rate, per_client=settings.max_uploads_per_client,
+    )
     if settings.keys:
         app.add_middleware(ApiKeys, keys=settings.keys)
     app.add_middleware(RequestMetrics, metrics=metrics)

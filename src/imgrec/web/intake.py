@@ -12,15 +12,17 @@ from dataclasses import dataclass
 
 from fastapi import Request as HttpRequest
 
-from imgrec.errors import BackendError, Overloaded
+from imgrec.engine.preprocess import ImageLimits
+from imgrec.errors import BackendError
 from imgrec.messages import Request, input_key, new_id
 from imgrec.queue import Queue
 from imgrec.settings import Settings
 from imgrec.store import ObjectStore
 from imgrec.web import results
+from imgrec.web.backlog import Backlog
 from imgrec.web.metrics import WebMetrics
 from imgrec.web.replies import ReplyListener
-from imgrec.web.uploads import Upload, read_uploads
+from imgrec.web.uploads import Upload, check_files, read_form, receive_body
 
 
 @dataclass(frozen=True)
@@ -38,31 +40,34 @@ class Intake:
         self, settings: Settings, store: ObjectStore, requests: Queue, replies: ReplyListener, metrics: WebMetrics
     ) -> None:
         self.settings, self.store, self.requests, self.replies = settings, store, requests, replies
+        self.limits = ImageLimits.from_settings(settings)
         self.stage = metrics.stage
-        # At most this many uploads are read and stored at once; others wait unread.
+        self.backlog = Backlog(requests, settings.max_backlog)
+        # At most this many uploads are parsed, checked and stored at once; the others
+        # wait, their bodies already received (a slow client holds no slot).
         self.gate = asyncio.Semaphore(settings.max_concurrent_uploads)
-        self._backlog_seen = (0.0, 0)  # (when, depth): one queue look per quarter second
-
-    async def admit(self) -> None:
-        when, depth = self._backlog_seen
-        if time.monotonic() - when > 0.25:
-            depth = (await asyncio.to_thread(self.requests.stats)).depth
-            self._backlog_seen = (time.monotonic(), depth)
-        if depth >= self.settings.max_backlog:
-            raise Overloaded(depth)
 
     async def take(
         self, request: HttpRequest, fields: tuple[str, ...], max_files: int, *, wait: bool, always_batch: bool
     ) -> tuple[str | None, list[Submitted]]:
-        """Admit, read, store and queue an upload: (batch id, its files in order). Several
-        files (or `always_batch`) make a batch. Raises BadInput for a refused request."""
-        async with self.gate:
-            await self.admit()
-            started = time.perf_counter()
-            async with read_uploads(request, fields, max_files, self.settings.max_pixels) as uploads:
-                self.stage.labels("parse").observe(time.perf_counter() - started)
-                batch_id = new_id() if always_batch or len(uploads) > 1 else None
-                return batch_id, await self.submit(uploads, wait=wait, batch_id=batch_id)
+        """Receive, check, store and queue an upload: (batch id, its files in order). Several
+        files (or `always_batch`) make a batch. Raises BadInput for a refused request,
+        Overloaded when it would take the backlog past its limit."""
+        await self.backlog.refresh()
+        self.backlog.check(1)  # full already: say so before receiving anything
+        spool = await receive_body(request)
+        try:
+            async with self.gate:
+                started = time.perf_counter()
+                async with read_form(request, spool, fields, max_files) as files:
+                    uploads = await asyncio.to_thread(check_files, files, self.limits)
+                    self.stage.labels("parse").observe(time.perf_counter() - started)
+                    await self.backlog.refresh()
+                    with self.backlog.reserve(sum(1 for u in uploads if not u.error)):
+                        batch_id = new_id() if always_batch or len(uploads) > 1 else None
+                        return batch_id, await self.submit(uploads, wait=wait, batch_id=batch_id)
+        finally:
+            spool.close()
 
     async def submit(self, uploads: list[Upload], *, wait: bool, batch_id: str | None) -> list[Submitted]:
         submitted: list[Submitted] = []
@@ -89,6 +94,7 @@ class Intake:
         except BackendError:
             self.replies.forget(job_id)
             raise
+        self.backlog.sent(1)
         return Submitted(job_id, up, fut)
 
     def _store_and_send(self, up: Upload, request: Request) -> None:

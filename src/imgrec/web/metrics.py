@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+# Label values come from fixed sets only, so no request can grow /metrics.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 SYSTEM_GAUGES = [
@@ -28,7 +30,8 @@ class WebMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "imgrec_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
+            "imgrec_http_requests", "HTTP requests by method, route template and status class (2xx ...)",
+            ["method", "route", "status"], registry=self.registry,
         )
         self.latency = Histogram(
             "imgrec_http_request_seconds", "HTTP request latency", ["method", "route"], registry=self.registry,
@@ -69,10 +72,10 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, capture)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], path, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - start)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            route = getattr(scope.get("route"), "path", "unmatched")  # the template, never the raw path
+            self.metrics.requests.labels(method, route, f"{status // 100}xx").inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
 
 
 class SystemCollector:

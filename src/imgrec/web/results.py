@@ -92,10 +92,21 @@ def status_snapshot(queue: Queue, store: ObjectStore) -> dict:
     }
 
 
+# A cell starting with one of these is a formula to a spreadsheet (CSV injection):
+# OWASP's advice is to make it text with a leading single quote.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(results: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for r in results:
-        writer.writerow(r)
+        writer.writerow({k: csv_cell(v) for k, v in r.items()})
     return buf.getvalue()

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from imgrec.errors import BackendError, BadInput, NotFound
+from imgrec.errors import BadInput, NotFound
 from imgrec.messages import display_name, is_id
 from imgrec.queue import Queue
 from imgrec.settings import Settings
@@ -22,6 +22,7 @@ from imgrec.web import results
 from imgrec.web.errors import render
 from imgrec.web.intake import Intake
 from imgrec.web.metrics import WebMetrics
+from imgrec.web.readiness import Readiness
 
 CLASSIC_FIELDS = ("myfile", "inputFile")
 API_FIELDS = ("file",)
@@ -37,6 +38,7 @@ class Parts:
     requests: Queue
     intake: Intake
     metrics: WebMetrics
+    readiness: Readiness
 
     def status(self) -> dict:
         return results.status_snapshot(self.requests, self.store)
@@ -73,7 +75,11 @@ async def classic(request: Request, p: Parts = Depends(parts)):
     (result,) = await p.intake.wait_all(submitted)
     name = display_name(submitted[0].upload.filename)
     if result is None:
-        return PlainTextResponse(f"{name}: timed out waiting for a worker\n", status_code=504)
+        job = submitted[0].job_id
+        return PlainTextResponse(
+            f"{name}: timed out waiting for a worker; job {job}: its result will be at /api/v1/jobs/{job}\n",
+            status_code=504,
+        )
     if "error" in result:
         return PlainTextResponse(f"{name}: {result['error']}\n", status_code=422)
     return PlainTextResponse(f"{name}:{result['label']}")
@@ -92,13 +98,25 @@ async def api_classify(request: Request, p: Parts = Depends(parts)):
     )
     answers = await p.intake.wait_all(submitted)
     if any(r is None for r in answers):
-        return render(request, 504, "timed out waiting for a worker; finished results will be at GET /api/v1/jobs/{job_id}")
+        return _timed_out(batch_id, submitted)
     body: dict = {"results": answers}
     if batch_id:
         await asyncio.to_thread(results.write_batch_results, p.store, batch_id, answers)
         body["batch_id"] = batch_id
     status = 422 if all("error" in r for r in answers) else 200
     return JSONResponse(body, status_code=status)
+
+
+def _timed_out(batch_id: str | None, submitted: list) -> JSONResponse:
+    """504, with where each result will be: nothing accepted is lost by a timeout."""
+    body: dict = {
+        "detail": "timed out waiting for a worker; the results will be at the URLs below",
+        "jobs": [{"job_id": s.job_id, "filename": s.upload.filename, "url": f"/api/v1/jobs/{s.job_id}"}
+                 for s in submitted if s.job_id],
+    }
+    if batch_id:
+        body.update(batch_id=batch_id, batch_url=f"/api/v1/batches/{batch_id}")
+    return JSONResponse(body, status_code=504)
 
 
 @router.post(
@@ -159,11 +177,8 @@ async def healthz():
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(request: Request, p: Parts = Depends(parts)):
-    try:
-        await asyncio.to_thread(p.requests.stats)
-        await asyncio.to_thread(p.store.exists, "readyz")
-    except BackendError as exc:
-        return render(request, 503, f"not ready: {exc}", {"Retry-After": "1"})
+    if problem := await p.readiness.problem():
+        return render(request, 503, f"not ready: {problem}", {"Retry-After": "1"})
     return {"ready": True}
 
 

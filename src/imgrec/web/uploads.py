@@ -1,13 +1,18 @@
 """Reading image uploads from a multipart request, with errors a person understands.
 
-Every file is checked from its header (format, pixel count) before anything is
-stored or queued, so a refused file leaves nothing behind. A request whose files
-are all refused gets the first one's 4xx; among several files, the good ones go
-ahead and each refused one gets its error in the answer.
+An upload is taken in two steps. First its body is received into a spool file
+(in memory up to 1 MB, then on disk), at whatever pace the client sends it, with
+no slot of the service held meanwhile (the UploadGuard middleware bounds its
+size, time and rate). Then, with the body complete, the form is parsed from the
+spool and every file is checked from its header (format, pixel count, shape)
+before anything is stored or queued, so a refused file leaves nothing behind. A
+request whose files are all refused gets the first one's 4xx; among several
+files, the good ones go ahead and each refused one gets its error in the answer.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,8 +24,11 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
-from imgrec.engine.preprocess import ImageRejected, open_checked
+from imgrec.engine.preprocess import ImageLimits, ImageRejected, open_checked
 from imgrec.errors import BadInput
+
+SPOOL_IN_MEMORY = 1 << 20  # bytes of a received body kept in memory before it goes to disk
+_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -30,34 +38,44 @@ class Upload:
     error: BadInput | None = None  # set for a refused file among several good ones
 
 
-def _check(f: UploadFile, max_pixels: int) -> BadInput | None:
-    """Refuse from the header alone: empty, not an image, a format we do not take, too many pixels."""
-    name = f.filename or "upload"
-    if not f.size:
-        return BadInput(f"{name}: the file is empty", 400)
+async def receive_body(request: Request) -> tempfile.SpooledTemporaryFile:
+    """The whole request body, spooled; the client may take its time (within the guard's limits)."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
     try:
-        f.file.seek(0)
-        open_checked(f.file, max_pixels)
-    except ImageRejected as exc:
-        return BadInput(f"{name}: {exc}", exc.status)
-    finally:
-        f.file.seek(0)
-    return None
+        async for chunk in request.stream():
+            spool.write(chunk)
+    except ClientDisconnect:
+        spool.close()
+        raise BadInput("the client went away before the upload was complete", 400) from None
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool
+
+
+def _replay(spool: BinaryIO):
+    """An ASGI `receive` that gives the spooled body again, for the form parser."""
+
+    async def receive() -> dict:
+        chunk = spool.read(_CHUNK)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunk)}
+
+    return receive
 
 
 @asynccontextmanager
-async def read_uploads(
-    request: Request, fields: tuple[str, ...], max_files: int, max_pixels: int
-) -> AsyncIterator[list[Upload]]:
-    """The files of a multipart request, open until the block ends (then their spool
+async def read_form(request: Request, spool: BinaryIO, fields: tuple[str, ...], max_files: int) -> AsyncIterator[list]:
+    """The files of a spooled multipart body, open until the block ends (then their spool
     files are removed). Raises BadInput when the request as a whole is refused."""
     field_list = " or ".join(f"'{f}'" for f in fields)
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         raise BadInput(f"send the image as multipart/form-data in the field {field_list} (got {ctype or 'no content type'})", 415)
-    try:  # (a body over the size limit raises BodyTooLarge here, answered by its middleware)
-        form = await request.form(max_files=max_files, max_fields=max_files + 20)
-    except (HTTPException, MultiPartException, ClientDisconnect, ValueError) as exc:  # a body we cannot parse
+    parsed = Request(request.scope, _replay(spool))
+    try:
+        form = await parsed.form(max_files=max_files, max_fields=max_files + 20)
+    except (HTTPException, MultiPartException, ValueError) as exc:  # a body we cannot parse
         detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
         raise BadInput(f"could not read the multipart body: {detail}", 400) from None
     try:
@@ -66,10 +84,31 @@ async def read_uploads(
         if not files:
             hint = " (it was sent as text, not as a file)" if values else ""
             raise BadInput(f"no image in the request: send it in the multipart field {field_list}{hint}", 400)
-        uploads = [Upload(f.filename, f.file, _check(f, max_pixels)) for f in files]
-        refused = [u.error for u in uploads if u.error]
-        if len(refused) == len(uploads):
-            raise refused[0]  # nothing to do: the request as a whole is refused
-        yield uploads  # the good ones go ahead; each refused one gets its error in the answer
+        yield files
     finally:
         await form.close()
+
+
+def check_files(files: list[UploadFile], limits: ImageLimits) -> list[Upload]:
+    """Each file checked from its header (blocking: run it off the event loop). Raises
+    the first refusal when every file is refused."""
+    uploads = [Upload(f.filename, f.file, _check(f, limits)) for f in files]
+    refused = [u.error for u in uploads if u.error]
+    if len(refused) == len(uploads):
+        raise refused[0]  # nothing to do: the request as a whole is refused
+    return uploads
+
+
+def _check(f: UploadFile, limits: ImageLimits) -> BadInput | None:
+    """Refuse from the header alone: empty, not an image, a format we do not take, too many pixels."""
+    name = f.filename or "upload"
+    if not f.size:
+        return BadInput(f"{name}: the file is empty", 400)
+    try:
+        f.file.seek(0)
+        open_checked(f.file, limits)
+    except ImageRejected as exc:
+        return BadInput(f"{name}: {exc}", exc.status)
+    finally:
+        f.file.seek(0)
+    return None

@@ -13,6 +13,7 @@ import signal
 import socket
 
 from imgrec.engine import Classifier
+from imgrec.engine.preprocess import ImageLimits
 from imgrec.messages import new_id
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
@@ -34,9 +35,11 @@ def run_worker(settings: Settings, worker_id: str | None = None) -> None:
     worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}"
     store = open_store(settings.store_url)
     queue = request_queue(settings)
-    clf = Classifier(settings.model_path, threads=settings.intra_op_threads, max_pixels=settings.max_pixels)
+    clf = Classifier(
+        settings.model_path, threads=settings.intra_op_threads, limits=ImageLimits.from_settings(settings)
+    )
     stats = WorkerStats()
-    processor = BatchProcessor(clf, store, worker_id, settings.image_timeout, stats)
+    processor = BatchProcessor(clf, store, worker_id, settings.image_timeout, stats, max_attempts=settings.max_receives)
     publisher = Publisher(settings.queue_url, store, stats)
     loop = WorkerLoop(queue, processor, publisher, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms)
     signal.signal(signal.SIGTERM, loop.stop)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,6 +27,13 @@ from imgrec.worker.watchdog import Watchdog
 
 log = logging.getLogger("imgrec.worker")
 INPUT_GONE = "the uploaded input is no longer in the store"
+
+
+def gave_up(attempts: int) -> str:
+    return (
+        f"the image could not be processed: it failed {attempts} attempts "
+        "(it crashed the classifier or took longer than the time limit)"
+    )
 
 
 @dataclass
@@ -57,7 +64,16 @@ class Done:
 class Outcome:
     done: list[Done] = field(default_factory=list)
     dropped: list[Message] = field(default_factory=list)  # malformed: acked, never retried
-    retry: list[Message] = field(default_factory=list)  # crashed or hung again: released
+    # Crashed or hung the classifier, not yet given up on: to be sent again with the
+    # crash counted (the message taken is acked).
+    retry: list[tuple[Message, Request]] = field(default_factory=list)
+
+
+def suspect(message: Message) -> bool:
+    """Whether a message may be the one that ended a worker: an earlier delivery went
+    unanswered, or it crashed the classifier before. Such a message is classified alone."""
+    crashes = message.body.get("crashes") if isinstance(message.body, dict) else 0
+    return message.receive_count > 1 or bool(crashes)
 
 
 @dataclass(frozen=True)
@@ -74,9 +90,10 @@ def _ms(seconds: float) -> float:
 class BatchProcessor:
     def __init__(
         self, classifier: Classifier, store: ObjectStore, worker_id: str, image_timeout: float,
-        stats: WorkerStats | None = None, watchdog: Watchdog | None = None,
+        stats: WorkerStats | None = None, watchdog: Watchdog | None = None, max_attempts: int = 5,
     ) -> None:
         self.clf, self.store, self.worker_id, self.image_timeout = classifier, store, worker_id, image_timeout
+        self.max_attempts = max_attempts
         self.stats = stats or WorkerStats()
         self.watchdog = watchdog or Watchdog()
 
@@ -89,18 +106,26 @@ class BatchProcessor:
         return outcome
 
     def process_alone(self, message: Message) -> Outcome:
-        """Classify one message in a child process: if it crashes or hangs the classifier
-        again, only the child ends, and the message is given back (`retry`)."""
+        """Classify one message in a child process. If it crashes or hangs the classifier,
+        only the child ends; the crash is counted with the deliveries that ended without an
+        answer (a worker died holding it), and after `max_attempts` the image is given up
+        with an error result, else it is tried again (`retry`)."""
         received = time.time()
         outcome, jobs = self._prepare([message], received)
         for job in jobs:
             result = classify_isolated(self.clf, job.data, self.image_timeout) if job.data else {"error": INPUT_GONE}
-            if result is None:
-                log.warning("job %s crashed or hung the classifier (attempt %d)", job.request.job_id, message.receive_count)
-                outcome.retry.append(message)
-                continue
             timings = {**self._waited(job, received), "isolated": _ms(time.time() - received)}
-            outcome.done.append(self._done(job, result, timings))
+            if result is not None:
+                outcome.done.append(self._done(job, result, timings))
+                continue
+            failures = job.request.crashes + message.receive_count
+            log.warning("job %s crashed or hung the classifier (%d of %d attempts)",
+                        job.request.job_id, failures, self.max_attempts)
+            if failures < self.max_attempts:
+                outcome.retry.append((message, replace(job.request, crashes=failures)))
+            else:
+                log.warning("job %s given up after %d attempts", job.request.job_id, failures)
+                outcome.done.append(self._done(job, {"error": gave_up(failures)}, timings))
         return outcome
 
     def _prepare(self, messages: list[Message], received: float) -> tuple[Outcome, list[_Job]]:
@@ -163,6 +188,6 @@ class BatchProcessor:
         r = job.request
         output = Output(
             r.job_id, r.filename, r.input_key, **result, model=self.clf.model_id, worker=self.worker_id,
-            attempt=job.message.receive_count, timings_ms=timings,
+            attempt=job.message.receive_count + r.crashes + r.requeued, timings_ms=timings,
         )
         return Done(job.message, r, output)

@@ -1,26 +1,41 @@
-"""The worker's loop: receive, hand the batch on, stop when asked or idle, back off.
+"""The worker's loop: receive, hand the batch on, stop when asked or idle, ride out outages.
 
 receive -> process (see `batch`) -> write outputs -> reply -> ack (see `publisher`).
-A first delivery is classified with its batch-mates; a redelivered message (its
-worker may have died or hung on it) is classified alone in a child process, so
-that one poisonous image ends neither the worker nor the rest of its batch again.
+A first delivery is classified with its batch-mates; a suspect (see `batch.suspect`)
+is classified alone in a child process, so that one poisonous image ends neither
+the worker nor the rest of its batch again.
+
+A message this worker gives back for a reason of its own (it is stopping, or the
+store or queue failed under it) is sent again as a new message and the old one
+acked: a queue counts every delivery, and such deliveries must not count toward
+dead-lettering. Only crashes and hangs of the classifier do (see `batch`).
+While the store fails the worker receives nothing: a circuit breaker probes the
+store with backoff and lets work in again once a probe succeeds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
 
-from imgrec.errors import BackendError
+from imgrec.errors import BackendError, BadInput
+from imgrec.messages import Request, canary_key
 from imgrec.queue import Message, Queue
-from imgrec.worker.batch import BatchProcessor, Outcome
+from imgrec.store import ObjectStore
+from imgrec.worker.batch import BatchProcessor, Outcome, suspect
 from imgrec.worker.publisher import Publisher
 
 log = logging.getLogger("imgrec.worker")
-MAX_BACKOFF = 8.0
+MAX_BACKOFF = 8.0  # between attempts to reach an unreachable queue
+MAX_PROBE_GAP = 2.0  # between looks at a failing store: a probe is one tiny write
+
+
+def _backoff(previous: float, most: float = MAX_BACKOFF) -> float:
+    return min(most, max(0.25, previous * 2))
 
 
 @contextlib.contextmanager
@@ -47,13 +62,45 @@ def kept_invisible(queue: Queue, messages: list[Message]):
         keeper.join()
 
 
+class StoreBreaker:
+    """Open while the store fails: no work is taken until a probe (write and read back a
+    canary object) succeeds; probes back off from 0.25 s to MAX_PROBE_GAP."""
+
+    def __init__(self, store: ObjectStore, canary: str) -> None:
+        self.store, self.canary = store, canary
+        self.open = False
+        self.trips = 0
+
+    def trip(self, reason: BackendError) -> None:
+        if not self.open:
+            self.trips += 1
+            log.warning("the store or queue failed (%s); taking no work until the store answers again", reason)
+        self.open = True
+
+    def wait_until_closed(self, stop: threading.Event) -> None:
+        delay = 0.0
+        while self.open and not stop.is_set():
+            delay = _backoff(delay, MAX_PROBE_GAP)
+            stop.wait(delay)
+            try:
+                self.store.put(self.canary, b"ok", "text/plain")
+                self.open = self.store.get(self.canary) != b"ok"
+            except BackendError as exc:
+                log.info("store still unavailable (%s); next look in %.2fs", exc, _backoff(delay, MAX_PROBE_GAP))
+            if not self.open:
+                log.info("the store answers again; taking work")
+
+
 class WorkerLoop:
     def __init__(
-        self, queue: Queue, processor: BatchProcessor, publisher: Publisher, *, max_batch: int, max_wait_ms: float
+        self, queue: Queue, processor: BatchProcessor, publisher: Publisher, *, max_batch: int, max_wait_ms: float,
+        breaker: StoreBreaker | None = None,
     ) -> None:
         self.queue, self.processor, self.publisher = queue, processor, publisher
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
+        self.breaker = breaker or StoreBreaker(processor.store, canary_key(f"worker-{processor.worker_id}"))
         self._stop = threading.Event()
+        self.progress_at = time.time()  # the last time the loop went round (for liveness)
 
     def stop(self, *_: object) -> None:
         """Take no new messages; the batch in hand is finished first."""
@@ -67,6 +114,8 @@ class WorkerLoop:
         last_work = time.monotonic()
         backoff = 0.0
         while not self._stop.is_set():
+            self.progress_at = time.time()
+            self.breaker.wait_until_closed(self._stop)
             idle_left = idle_timeout - (time.monotonic() - last_work)
             if idle_left <= 0:
                 log.info("idle for %.0fs, exiting", idle_timeout)
@@ -76,17 +125,16 @@ class WorkerLoop:
                 backoff = 0.0
             except BackendError as exc:
                 # The queue is unreachable: wait longer each time, and keep going.
-                backoff = min(MAX_BACKOFF, max(0.25, backoff * 2))
+                backoff = _backoff(backoff)
                 log.warning("queue unavailable (%s); retrying in %.2fs", exc, backoff)
                 self._stop.wait(backoff)
                 continue
             if not messages:
                 continue
-            fresh = [m for m in messages if m.receive_count == 1]
-            suspects = [m for m in messages if m.receive_count > 1]
+            fresh = [m for m in messages if not suspect(m)]
             if fresh:
                 self.handle(fresh, lambda fresh=fresh: self.processor.process(fresh))
-            for m in suspects:
+            for m in (m for m in messages if suspect(m)):
                 self.handle([m], lambda m=m: self.processor.process_alone(m))
             last_work = time.monotonic()
 
@@ -101,26 +149,43 @@ class WorkerLoop:
 
     def handle(self, messages: list[Message], work: Callable[[], Outcome]) -> None:
         """Do `work` on messages this worker holds, then publish what it gave. A stopping
-        worker gives its messages back instead; a backend failure gives them back too."""
-        if self._stop.is_set():
-            self.release(messages)
+        worker, or one whose store or queue fails meanwhile, gives them back instead."""
+        if self._stop.is_set() or self.breaker.open:
+            self.give_back(messages)
             return
         try:
             with kept_invisible(self.queue, messages):
                 outcome = work()
                 self.publisher.finish(self.queue, outcome.done)
             self.queue.ack_many(outcome.dropped)
-            self.release(outcome.retry)
-        except BackendError:
-            # The store or a queue failed: let others (or us, a little later) retry these.
-            log.exception("batch of %d failed; releasing it for a retry", len(messages))
-            self._stop.wait(1.0)
-            self.release(messages)
+            self.requeue(outcome.retry)
+        except BackendError as exc:
+            self.breaker.trip(exc)
+            self.give_back(messages)
 
-    def release(self, messages: list[Message]) -> None:
-        """Make messages visible again at once, so that nothing waits for a timeout."""
+    def give_back(self, messages: list[Message]) -> None:
+        """Hand messages on without counting this delivery against them."""
+        retries = []
         for m in messages:
             try:
-                self.queue.release(m)
-            except BackendError:
-                log.warning("could not release message %s; it comes back after its timeout", m.id)
+                request = Request.from_dict(m.body)
+            except BadInput:
+                continue  # malformed: it comes back once more and is dropped then
+            retries.append((m, dataclasses.replace(request, requeued=request.requeued + 1)))
+        self.requeue(retries)
+
+    def requeue(self, retries: list[tuple[Message, Request]]) -> None:
+        """Send each request again as a new message, then ack the one taken. If the queue
+        fails, release it instead, or, failing that, let its visibility timeout pass."""
+        if not retries:
+            return
+        try:
+            self.queue.send_many([r.to_dict() for _, r in retries])
+            self.queue.ack_many([m for m, _ in retries])
+        except BackendError as exc:
+            log.warning("could not send %d messages again (%s); releasing them", len(retries), exc)
+            for m, _ in retries:
+                try:
+                    self.queue.release(m)
+                except BackendError:
+                    pass  # it comes back after its visibility timeout

@@ -36,7 +36,7 @@ def test_a_dead_letter_gets_an_error_result_and_its_client_a_reply():
     _dead_letter(queue, request)
     assert answer_dead_letters(queue, publisher) == 1
     output = read_output(store, request.job_id)
-    assert "failed 2 attempts" in output.error and output.filename == "y.png"
+    assert "delivered 2 times" in output.error and output.filename == "y.png"
     (reply,) = [Reply.from_dict(m.body) for m in replies.receive(10)]
     assert reply.job_id == request.job_id and reply.output == output
     assert queue.stats().dead == 0

@@ -8,7 +8,7 @@ from PIL import Image
 
 from images import CAT_CLASSES, PHOTOS, chelsea, encode, png_bomb
 from imgrec.engine import ImageError, Prediction
-from imgrec.engine.preprocess import load_image, resize_shorter
+from imgrec.engine.preprocess import ImageLimits, load_image, resize_shorter
 
 
 def test_real_photographs_get_their_labels(classifier, photo_bytes):
@@ -62,7 +62,7 @@ def test_every_format_and_mode_is_a_cat(classifier, fmt, mode, kw):
 def test_transparent_pixels_become_white():
     img = chelsea().convert("RGBA")
     img.putalpha(0)  # fully transparent: a blank white sheet, whatever the RGB values
-    crop = load_image(encode(img, "PNG"), max_pixels=10**8)
+    crop = load_image(encode(img, "PNG"))
     assert crop.min() == 255
 
 
@@ -81,8 +81,8 @@ def test_exif_orientation_is_applied(classifier):
     exif = Image.Exif()
     exif[0x0112] = 8  # orientation: viewers rotate it 90 degrees counter-clockwise
     data = encode(stored, "JPEG", quality=95, exif=exif.tobytes())
-    crop = load_image(data, max_pixels=10**8)
-    reference = load_image(encode(upright, "JPEG", quality=95), max_pixels=10**8)
+    crop = load_image(data)
+    reference = load_image(encode(upright, "JPEG", quality=95))
     assert np.abs(crop.astype(int) - reference.astype(int)).mean() < 4
     assert classifier.classify([data])[0].class_index in CAT_CLASSES
 
@@ -120,7 +120,7 @@ def test_bad_image_fails_alone(classifier, photo_bytes, data, message):
 def test_pixel_limit_is_checked_before_decoding(model_dir):
     from imgrec.engine import Classifier
 
-    small = Classifier(model_dir, threads=1, max_pixels=100 * 100)
+    small = Classifier(model_dir, threads=1, limits=ImageLimits(max_pixels=100 * 100))
     (r,) = small.classify([encode(Image.new("RGB", (101, 100)), "PNG")])
     assert isinstance(r, ImageError) and "over the limit of 10,000" in r.error
     (r,) = small.classify([encode(Image.new("RGB", (100, 100)), "PNG")])

@@ -10,6 +10,7 @@ import pytest
 
 from images import chelsea, encode, png_bomb
 from imgrec.messages import BATCHES, INPUTS, OUTPUTS, input_prefix, output_key
+from imgrec.testing import wait_until
 
 CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
 
@@ -121,7 +122,7 @@ def test_a_store_outage_is_503_with_retry_after(web):
     assert web.client.get("/readyz").status_code == 503
     assert web.client.get("/api/v1/jobs/" + "0" * 32).status_code == 503
     web.store.down = False
-    assert web.client.get("/readyz").json() == {"ready": True}
+    wait_until(lambda: web.client.get("/readyz").status_code == 200, 5, what="ready again (looked at once a second)")
     assert web.client.post("/", files={"myfile": CAT}).text == "cat:tiger cat"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -11,7 +12,7 @@ from fakes import CRASH, HANG, FakeClassifier, image
 from imgrec.messages import Output, Request, dumps, input_key, new_id, output_key, read_output, running_key
 from imgrec.queues import open_queue
 from imgrec.stores import open_store
-from imgrec.worker.batch import INPUT_GONE, BatchProcessor
+from imgrec.worker.batch import INPUT_GONE, BatchProcessor, suspect
 
 
 @pytest.fixture
@@ -92,9 +93,27 @@ def test_alone_in_a_child_process(queue, store, processor):
 
 
 @pytest.mark.parametrize("poison", [CRASH, HANG], ids=["crash", "hang"])
-def test_a_poison_ends_only_the_child_and_is_given_back(queue, store, poison):
-    processor = BatchProcessor(FakeClassifier(), store, "w1", image_timeout=0.5)
-    enqueue(queue, store, poison)
+def test_a_poison_ends_only_the_child_and_is_tried_again_with_the_crash_counted(queue, store, poison):
+    processor = BatchProcessor(FakeClassifier(), store, "w1", image_timeout=0.5, max_attempts=3)
+    request = enqueue(queue, store, poison)
     (m,) = queue.receive(1)
     outcome = processor.process_alone(m)
-    assert outcome.retry == [m] and not outcome.done
+    assert outcome.retry == [(m, replace(request, crashes=1))] and not outcome.done
+
+
+def test_a_poison_is_given_up_after_max_attempts_counting_unanswered_deliveries(queue, store):
+    processor = BatchProcessor(FakeClassifier(), store, "w1", image_timeout=0.5, max_attempts=3)
+    enqueue(queue, store, CRASH, crashes=1)
+    (m,) = queue.receive(1)
+    queue.release(m)
+    (again,) = queue.receive(1)  # delivered twice: a worker ended holding it once
+    (done,) = processor.process_alone(again).done
+    assert "failed 3 attempts" in done.output.error and "crashed the classifier" in done.output.error
+
+
+def test_suspects():
+    from imgrec.queue import Message
+
+    assert not suspect(Message("1", {"job_id": "x"}, "r", 1))
+    assert suspect(Message("1", {"job_id": "x"}, "r", 2))
+    assert suspect(Message("1", {"job_id": "x", "crashes": 1}, "r", 1))

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 
-from fakes import FakeClassifier, FlakyStore, image
+from fakes import CRASH, FakeClassifier, FlakyStore, image
 from imgrec.messages import Reply, Request, input_key, new_id, output_key, read_output
 from imgrec.queues import open_queue
 from imgrec.stores import open_store
@@ -19,22 +19,22 @@ from imgrec.worker.publisher import Publisher
 class Rig:
     """A worker loop on memory adapters, with a reply queue a web replica would own."""
 
-    def __init__(self, url: str | None = None, clf=None, vt: float = 30.0, store=None) -> None:
+    def __init__(self, url: str | None = None, clf=None, vt: float = 30.0, store=None, max_receives: int = 5) -> None:
         self.url = url or f"memory://{uuid.uuid4().hex}"
-        self.queue = open_queue(self.url, "requests", create=True, visibility_timeout=vt, max_receives=5)
+        self.queue = open_queue(self.url, "requests", create=True, visibility_timeout=vt, max_receives=max_receives)
         self.replies = open_queue(self.url, "replies-a", create=True)
         self.store = store or open_store(f"memory://{uuid.uuid4().hex}")
         self.stats = WorkerStats()
         self.clf = clf or FakeClassifier()
-        processor = BatchProcessor(self.clf, self.store, "w1", 5.0, self.stats)
+        processor = BatchProcessor(self.clf, self.store, "w1", 5.0, self.stats, max_attempts=3)
         self.loop = WorkerLoop(
             self.queue, processor, Publisher(self.url, self.store, self.stats), max_batch=4, max_wait_ms=2
         )
 
-    def send(self, label: str, reply_to: str | None = "replies-a") -> str:
+    def send(self, label: str, reply_to: str | None = "replies-a", data: bytes | None = None) -> str:
         job = new_id()
         key = input_key(job, f"{label}.jpg")
-        self.store.put(key, image(label))
+        self.store.put(key, data or image(label))
         self.queue.send(Request(job, key, f"{label}.jpg", reply_to=reply_to).to_dict())
         return job
 
@@ -83,6 +83,17 @@ def test_a_stopping_worker_gives_back_what_it_holds():
     done = [j for j in jobs if read_output(rig.store, j)]
     stats = rig.queue.stats()
     assert 0 < len(done) < 12 and stats.depth == 12 - len(done) and stats.in_flight == 0
+    assert all(m.receive_count == 1 for m in rig.queue.receive(12))
+
+
+def test_what_a_stopping_worker_gives_back_is_not_counted_as_a_delivery():
+    rig = Rig()
+    rig.send("cat")
+    held = rig.queue.receive(1)
+    rig.loop.stop()
+    rig.loop.handle(held, lambda: rig.loop.processor.process(held))
+    (back,) = rig.queue.receive(1)
+    assert back.receive_count == 1 and back.body["requeued"] == 1 and back.body["job_id"] == held[0].body["job_id"]
 
 
 def test_a_store_outage_releases_the_batch_and_the_worker_goes_on():
@@ -100,6 +111,42 @@ def test_a_store_outage_releases_the_batch_and_the_worker_goes_on():
     rig.loop.stop()
     t.join(10)
     assert read_output(store.inner, job).label == "cat"
+
+
+def test_a_store_outage_never_fails_a_good_job():
+    """The store fails under a backlog: the worker takes no work until it answers again,
+    so no delivery is spent on the outage and nothing is dead-lettered or failed."""
+    store = FlakyStore(open_store(f"memory://{uuid.uuid4().hex}"))
+    rig = Rig(store=store, clf=FakeClassifier(delay=0.05), max_receives=2)
+    jobs = [rig.send(f"img{i}") for i in range(40)]
+    t = rig.run(idle=30)
+    while not any(read_output(store.inner, j) for j in jobs):
+        time.sleep(0.01)
+    store.down = True
+    time.sleep(2.0)
+    assert rig.loop.breaker.open and t.is_alive()
+    store.down = False
+    deadline = time.monotonic() + 20
+    while not all(read_output(store.inner, j) for j in jobs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rig.loop.stop()
+    t.join(10)
+    outputs = [read_output(store.inner, j) for j in jobs]
+    assert [o.label for o in outputs] == [f"img{i}" for i in range(40)], [o.error for o in outputs if o.error]
+    assert rig.queue.stats().dead == 0 and rig.loop.breaker.trips >= 1
+
+
+def test_a_poison_is_given_up_and_the_rest_answered():
+    rig = Rig(vt=0.5)
+    good = rig.send("cat")
+    bad = rig.send("poison", data=CRASH)  # crashes the child that decodes it, every time
+    # What a first delivery that ended its worker looks like: delivered once, never acked.
+    (m1, m2) = rig.queue.receive(2)
+    t = rig.run(idle=3)  # the next deliveries are suspects: each is classified alone
+    t.join(20)
+    assert read_output(rig.store, good).label == "cat" and (m1, m2)
+    assert "failed 3 attempts" in read_output(rig.store, bad).error
+    assert rig.queue.stats() == type(rig.queue.stats())(0, 0, 0)
 
 
 def test_a_long_batch_is_kept_invisible(tmp_path):

@@ -1,0 +1,50 @@
+"""Whether this replica can take uploads now: the queue answers and the store takes a
+write (a tiny canary object). Looked at most once a second, so a load balancer
+probing often costs the backends little. The answer names what is wrong, never
+where it lives: backend addresses stay in the log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from imgrec.errors import BackendError
+from imgrec.messages import canary_key
+from imgrec.queue import Queue
+from imgrec.store import ObjectStore
+
+log = logging.getLogger("imgrec.web")
+
+
+class Readiness:
+    def __init__(self, store: ObjectStore, queue: Queue, member_id: str, every: float = 1.0) -> None:
+        self.store, self.queue, self.key, self.every = store, queue, canary_key(member_id), every
+        self._seen: tuple[float, str | None] = (-every, None)
+
+    async def problem(self) -> str | None:
+        """None when ready, else what is wrong, for a person."""
+        when, problem = self._seen
+        if time.monotonic() - when >= self.every:
+            problem = await asyncio.to_thread(self._look)
+            self._seen = (time.monotonic(), problem)
+        return problem
+
+    def _look(self) -> str | None:
+        try:
+            self.queue.stats()
+        except BackendError as exc:
+            log.warning("not ready: the queue cannot be reached (%s)", exc)
+            return "the queue cannot be reached"
+        try:
+            self.store.put(self.key, b"ok", "text/plain")
+        except BackendError as exc:
+            log.warning("not ready: the store cannot be written (%s)", exc)
+            return "the store cannot be written"
+        return None
+
+    def forget(self) -> None:
+        try:
+            self.store.delete(self.key)
+        except BackendError:
+            pass  # the retention sweep removes it later

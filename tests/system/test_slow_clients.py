@@ -1,0 +1,129 @@
+"""Slow clients, on real sockets: trickled uploads and trickled headers hold no slot of
+the service, are cut at their deadline, and one address cannot take every connection."""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import threading
+import time
+
+import httpx
+import pytest
+
+from images import chelsea, encode
+from imgrec.testing import ServiceProcess
+
+CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
+HEAD = (
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+    b'--b\r\nContent-Disposition: form-data; name="myfile"; filename="slow.png"\r\n\r\n'
+)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, model_dir):
+    svc = ServiceProcess(
+        tmp_path_factory.mktemp("slow"), model_dir, "--min-workers", "1", "--max-workers", "1",
+        env={"IMGREC_MIN_UPLOAD_RATE": "2000", "IMGREC_HEADER_TIMEOUT": "3", "IMGREC_MAX_UPLOADS_PER_CLIENT": "150"},
+    )
+    yield svc
+    assert svc.stop() == 0, svc.log.read_text()
+
+
+class Trickler:
+    """Connections that send `first` at once, then one more byte every `every` seconds,
+    until the server answers or closes; what each got back is kept."""
+
+    def __init__(self, port: int, count: int, first: bytes, every: float = 1.0, source: str = "127.0.0.1") -> None:
+        self.socks, self.replies, self.closed_after = [], [b""] * count, [None] * count
+        self.started = time.monotonic()
+        for _ in range(count):
+            s = socket.socket()
+            s.bind((source, 0))
+            s.connect(("127.0.0.1", port))
+            s.sendall(first)
+            s.setblocking(False)
+            self.socks.append(s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every) and any(c is None for c in self.closed_after):
+            for i, s in enumerate(self.socks):
+                if self.closed_after[i] is not None:
+                    continue
+                try:
+                    while chunk := s.recv(4096):
+                        self.replies[i] += chunk
+                    self.closed_after[i] = time.monotonic() - self.started  # orderly close
+                except BlockingIOError:
+                    try:
+                        s.send(b"x")
+                    except OSError:
+                        self.closed_after[i] = time.monotonic() - self.started
+                except OSError:
+                    self.closed_after[i] = time.monotonic() - self.started
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for s in self.socks:
+            s.close()
+
+
+def _upload_seconds(url: str) -> float:
+    started = time.monotonic()
+    r = httpx.post(url + "/", files={"myfile": CAT}, timeout=30)
+    assert r.status_code == 200 and r.text == "cat:tiger cat", r.text
+    return time.monotonic() - started
+
+
+def test_a_hundred_trickled_uploads_do_not_delay_a_normal_one(service):
+    before = statistics.median(_upload_seconds(service.url) for _ in range(5))
+    slow = Trickler(service.port, 100, HEAD + b"\x89PNG")
+    try:
+        time.sleep(1.0)  # they are all in, sending a byte a second
+        during = [_upload_seconds(service.url) for _ in range(5)]
+        assert max(during) < before + 1.0, (before, during)
+        # Below 2,000 bytes/s after the first 5 s, each is cut with 408 (well before 20 s).
+        deadline = time.monotonic() + 20
+        while any(c is None for c in slow.closed_after) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        slow.stop()
+    assert all(c is not None and c < 15 for c in slow.closed_after), slow.closed_after
+    assert all(r.startswith(b"HTTP/1.1 408") and b"too slowly" in r for r in slow.replies), slow.replies[:3]
+    assert _upload_seconds(service.url) < before + 1.0
+
+
+def test_trickled_headers_are_cut_at_their_deadline(service):
+    slow = Trickler(service.port, 20, b"POST / HTTP/1.1\r\nHost: x\r\n")
+    silent = [socket.create_connection(("127.0.0.1", service.port)) for _ in range(20)]  # send nothing at all
+    try:
+        deadline = time.monotonic() + 10
+        while any(c is None for c in slow.closed_after) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(c is not None and c < 6 for c in slow.closed_after), slow.closed_after
+        assert all(r.startswith(b"HTTP/1.1 408") for r in slow.replies)
+        for s in silent:
+            s.settimeout(5)
+            assert s.recv(100).startswith(b"HTTP/1.1 408"), "a silent connection is closed too"
+    finally:
+        slow.stop()
+        for s in silent:
+            s.close()
+
+
+def test_one_address_cannot_take_every_connection(service):
+    slow = Trickler(service.port, 150, HEAD)  # this address's whole allowance
+    try:
+        time.sleep(0.5)
+        r = httpx.post(service.url + "/", files={"myfile": CAT}, timeout=30)
+        assert r.status_code == 429 and "too many uploads at once" in r.text and r.headers["retry-after"]
+        other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        r = other.post(service.url + "/", files={"myfile": CAT}, timeout=30)
+        assert r.status_code == 200 and r.text == "cat:tiger cat", "another client is served meanwhile"
+    finally:
+        slow.stop()
