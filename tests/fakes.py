@@ -75,6 +75,10 @@ class FlakyStore(ObjectStore):
         self._check()
         return self.inner.list(prefix)
 
+    def scan(self, prefix=""):
+        self._check()
+        return self.inner.scan(prefix)
+
     def delete(self, key):
         self._check()
         self.inner.delete(key)

@@ -26,7 +26,9 @@ def _missing(what: str, why: str = "is not installed (run `make setup` or instal
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    """Persistent (appendonly) unless `volatile`, as a deployment should run it."""
+
+    def __init__(self, workdir: Path, port: int | None = None, volatile: bool = False) -> None:
         binary = shutil.which("redis-server")
         if not binary:
             _missing("redis-server")
@@ -34,8 +36,8 @@ class RedisServer:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(workdir)],
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no" if volatile else "yes", "--appendfsync", "everysec", "--dir", str(workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         import redis

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from imgrec.messages import Heartbeat
+
 
 class Actuator(ABC):
+    # What it has done, for the autoscaler's heartbeat (e.g. workers started, crashes).
+    counters: dict[str, int] = {}  # replaced per instance by the adapters that count
+
     @abstractmethod
     def running(self) -> int:
         """Workers alive now (reaping any that have exited)."""
@@ -22,3 +27,6 @@ class Actuator(ABC):
     @abstractmethod
     def shutdown(self, timeout: float) -> None:
         """Stop every worker, waiting up to `timeout` before killing."""
+
+    def watch(self, beats: list[Heartbeat]) -> None:  # noqa: B027 - only actuators that own processes
+        """Given the workers' heartbeats, replace those of its own that hang."""

@@ -18,19 +18,18 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
 
+from imgrec.bench.cli import bench_app
 from imgrec.errors import ConfigError
 from imgrec.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Elastic image recognition.")
 model_app = typer.Typer(no_args_is_help=True, help="Build or inspect the ONNX model.")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print ratios against a baseline.")
 app.add_typer(model_app, name="model")
 app.add_typer(bench_app, name="bench")
 console = Console()
 err = Console(stderr=True)
 
 Threads = Annotated[int, typer.Option(help="onnxruntime intra-op threads (default: all cores)")]
-Folder = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Images to send (repeated as needed)")]
 Host = Annotated[str | None, typer.Option(help="Address to listen on [IMGREC_HOST, default 127.0.0.1]")]
 Port = Annotated[int | None, typer.Option(help="Port [IMGREC_PORT, default 8000]")]
 MinW = Annotated[int | None, typer.Option(help="Fewest workers [IMGREC_MIN_WORKERS, default 0]")]
@@ -145,64 +144,6 @@ def evaluate(
             print(f"  {name}: expected {clf.manifest.labels[expected]['label']}, got {got}")
 
 
-# --- benchmarks ------------------------------------------------------------------------
-
-
-@bench_app.command("engine")
-def bench_engine(ctx: typer.Context, folder: Folder, threads: Threads = 0, rounds: int = 3) -> None:
-    """Engine stages at batch 1, 8, 32 beside a plain onnxruntime + Pillow loop."""
-    from imgrec.bench.engine import bench_engine as run
-    from imgrec.bench.engine import bench_parallelism, read_images
-    from imgrec.bench.report import engine_table, parallelism_table
-
-    _classifier(ctx.obj)  # builds the model if needed
-    model, images, cores = ctx.obj.model_path, read_images(folder), os.cpu_count() or 1
-    console.print(engine_table(run(model, images, threads or cores, rounds=rounds)))
-    if cores > 1:
-        console.print(parallelism_table(bench_parallelism(model, images, cores, overlapped=True)))
-
-
-@bench_app.command("load")
-def bench_load(
-    ctx: typer.Context,
-    folder: Folder,
-    requests: int = 2000,
-    concurrency: int = 100,
-    endpoint: Annotated[str, typer.Option(help="'/' (classic) or '/api/v1/classify'")] = "/",
-) -> None:
-    """Correctness under load against `imgrec up`: lost, 5xx and wrong labels must all be 0."""
-    from imgrec.bench.e2e import run_load_check
-
-    report = run_load_check(ctx.obj, folder, requests, concurrency, endpoint)
-    console.print_json(json.dumps(report.summary()))
-    for line in report.wrong[:20]:
-        err.print(line)
-    bad = report.lost + report.server_errors + report.client_errors + len(report.wrong)
-    print(f"{report.ok} passed, {bad} failed")
-    raise typer.Exit(1 if bad else 0)
-
-
-@bench_app.command("e2e")
-def bench_e2e(
-    ctx: typer.Context,
-    folder: Folder,
-    requests: int = 1000,
-    concurrency: int = 64,
-    sweep: Annotated[str, typer.Option(help="Concurrency levels for the chart; '' for none")] = "1,8,32,64,128",
-    out: Path = Path("bench-results"),
-) -> None:
-    """Service throughput and latency beside the bare pipeline, per-stage times, cold start."""
-    from imgrec.bench.e2e import run_e2e
-    from imgrec.bench.report import e2e_line, e2e_tables
-
-    levels = [int(x) for x in sweep.split(",") if x.strip()]
-    r = run_e2e(ctx.obj, folder, requests, concurrency, levels, out)
-    for table in e2e_tables(r, requests, concurrency):
-        console.print(table)
-    console.print(e2e_line(r))
-    console.print(f"written: {out / 'e2e.json'}" + (f", {out / 'e2e.png'}" if levels else ""))
-
-
 # --- the service -----------------------------------------------------------------------
 
 
@@ -213,6 +154,46 @@ def init(ctx: typer.Context) -> None:
 
     for line in init_backends(ctx.obj):
         console.print(line)
+
+
+@app.command("config")
+def config(
+    ctx: typer.Context,
+    markdown: Annotated[bool, typer.Option("--markdown", help="The table of every setting and its default")] = False,
+) -> None:
+    """The settings this process sees (from IMGREC_* variables), or their documentation."""
+    from imgrec.settings import markdown_table
+
+    if markdown:
+        print(markdown_table())
+        return
+    settings = ctx.obj
+    for name, value in settings.model_dump().items():
+        shown = "(set)" if name == "api_keys" and value else value
+        print(f"IMGREC_{name.upper()}={shown}")
+    print(f"# store: {settings.store_url}\n# queue: {settings.queue_url}\n# model: {settings.model_path}")
+
+
+@app.command("gc")
+def gc(
+    ctx: typer.Context,
+    retention: Annotated[
+        str | None, typer.Option(help="Delete what is older than this: 7d, 12h, 30m, seconds [IMGREC_RETENTION, default 7d]")
+    ] = None,
+) -> None:
+    """Delete inputs, results and records older than the retention time, now (the
+    autoscaler does it every hour)."""
+    from imgrec.autoscaler.housekeeping import sweep_expired
+    from imgrec.stores import open_store
+
+    settings = ctx.obj.with_overrides(retention=retention)
+    if settings.retention <= 0:
+        console.print("retention is 0: everything is kept for ever, nothing to do")
+        return
+    deleted = sweep_expired(open_store(settings.store_url), settings.retention)
+    for prefix, n in deleted.items():
+        console.print(f"deleted {n} objects under {prefix}")
+    console.print(f"done: {sum(deleted.values())} objects older than {settings.retention:g} s deleted")
 
 
 @app.command("up")

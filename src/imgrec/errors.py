@@ -5,9 +5,11 @@
     │   └── BackendUnavailable    ... for now: unreachable, timed out, disk full,
     │                             throttled; retrying later is the answer
     ├── NotFound              no such object
+    │   └── Expired           ... any more: it was kept for the retention time, then deleted
     ├── QueueMissing          no such queue (never created, or deleted)
     ├── BadInput              the client sent something we cannot use (4xx)
     ├── Overloaded            too much accepted work waiting (429)
+    ├── CannotClassify        no worker can run (e.g. no model): waiting would be in vain (503)
     └── ConfigError           the deployment is set up wrong (unknown URL, a
         ├── MissingExtra      missing package, no model); says what to do
         └── ModelMissing
@@ -46,6 +48,10 @@ class NotFound(ImgrecError, KeyError):
         return Exception.__str__(self)
 
 
+class Expired(NotFound):
+    """It existed, and was deleted when its retention time ran out (410)."""
+
+
 class QueueMissing(ImgrecError):
     """The queue does not exist (never created, or deleted)."""
 
@@ -64,6 +70,11 @@ class BadInput(ImgrecError, ValueError):
 
 class Overloaded(ImgrecError):
     """The backlog is over its limit: the client should come back later (429)."""
+
+
+class CannotClassify(ImgrecError):
+    """No worker runs and none can start (the autoscalers report why): a client that
+    would wait for its answer is told at once instead."""
 
 
 class ConfigError(ImgrecError, ValueError):

@@ -8,10 +8,12 @@ each; every store key is built here, so no other module spells a prefix.
     queue  replies-*   Reply     a job's Output, to the web replica that waits for it
     store  inputs/<job>/<file>   the uploaded bytes
     store  outputs/<job>.json    Output: the prediction or the error, once per job
-    store  running/<job>.json    an async job a worker has taken
+    store  pending/<job>.json    Pending: an accepted job without its output yet (the
+                                 request, to send again should its message be lost)
     store  batches/<batch>/...   a multi-image upload's manifest and merged results
     store  workers/<id>.json     Heartbeat of a worker
     store  replicas/<id>.json    Heartbeat of a web replica (its id is its reply queue)
+    store  autoscalers/<id>.json, supervisors/<id>.json   theirs, with counters and problems
     store  health/<id>           a web replica's readiness canary
 """
 
@@ -30,8 +32,11 @@ REQUEST_QUEUE = "requests"
 REPLY_QUEUE_PREFIX = "replies-"  # + a random id: each web replica's own
 SAFE_NAME_MAX = 100
 
-INPUTS, OUTPUTS, RUNNING, BATCHES, HEALTH = "inputs/", "outputs/", "running/", "batches/", "health/"
-HEARTBEATS = {"worker": "workers/", "web": "replicas/"}
+INPUTS, OUTPUTS, PENDING, BATCHES, HEALTH = "inputs/", "outputs/", "pending/", "batches/", "health/"
+RUNNING = "running/"  # async jobs' markers of earlier versions: swept by retention only
+# Everything the retention sweep may delete when it is old enough.
+SWEPT = (INPUTS, OUTPUTS, PENDING, BATCHES, HEALTH, RUNNING)
+HEARTBEATS = {"worker": "workers/", "web": "replicas/", "autoscaler": "autoscalers/", "supervisor": "supervisors/"}
 
 
 class BadMessage(BadInput):
@@ -41,12 +46,20 @@ class BadMessage(BadInput):
 # --- ids, names and keys --------------------------------------------------------------
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex
+def new_id(now: float | None = None) -> str:
+    """32 hex digits, ordered by time (a UUIDv7's layout: milliseconds since 1970, the
+    version digit 7, then random), so an id tells when it was made."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"{ms:012x}7{uuid.uuid4().hex[:19]}"
 
 
 def is_id(value: object) -> bool:
     return isinstance(value, str) and bool(re.fullmatch(r"[0-9a-f]{32}", value))
+
+
+def id_time(value: str) -> float | None:
+    """When an id from `new_id` was made (None for an id of an earlier, random kind)."""
+    return int(value[:12], 16) / 1000 if is_id(value) and value[12] == "7" else None
 
 
 def safe_filename(name: str | None) -> str:
@@ -84,8 +97,8 @@ def output_key(job_id: str) -> str:
     return f"{OUTPUTS}{job_id}.json"
 
 
-def running_key(job_id: str) -> str:
-    return f"{RUNNING}{job_id}.json"
+def pending_key(job_id: str) -> str:
+    return f"{PENDING}{job_id}.json"
 
 
 def batch_key(batch_id: str, name: str = "manifest.json") -> str:
@@ -218,6 +231,30 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class Pending:
+    """An accepted job whose output is not written yet: its request (to send it again
+    should its message be lost) and, once a worker took an async job, who and when."""
+
+    request: Request
+    accepted_at: float
+    worker: str | None = None
+    started_at: float | None = None
+    resent_at: float | None = None
+
+    @property
+    def key(self) -> str:
+        return pending_key(self.request.job_id)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "request": self.request.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: bytes | str | dict) -> Pending:
+        obj = _loads(data, "pending record")
+        return _build(cls, {**obj, "request": Request.from_dict(obj.get("request") or {})}, "pending record")
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     """A live part's record in the store, rewritten every few seconds while it runs.
 
@@ -233,6 +270,9 @@ class Heartbeat:
     completed: int = 0
     batch_sizes: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    progress_at: float = 0.0  # a worker's loop last went round (a hung one stops it)
+    counters: dict[str, int] = field(default_factory=dict)  # e.g. an autoscaler's worker crashes
+    problem: str = ""  # what keeps this member from its work, for a person
 
     @property
     def key(self) -> str:

@@ -20,7 +20,7 @@ from imgrec.messages import HEARTBEATS, Heartbeat, dumps, heartbeat_key
 from imgrec.store import ObjectStore
 
 log = logging.getLogger("imgrec.presence")
-BEAT_SECONDS = {"worker": 2.0, "web": 10.0}
+BEAT_SECONDS = {"worker": 2.0, "web": 10.0, "autoscaler": 5.0, "supervisor": 5.0}
 STALE_BEATS = 3  # a member silent for this many beats is taken for dead
 RETIRED_ID = "_retired"
 

@@ -70,6 +70,11 @@ class Queue(ABC):
     def delete(self) -> None:
         """Remove the queue and everything in it (for per-replica reply queues)."""
 
+    def volatile(self) -> str | None:
+        """Why messages would not survive a restart of the queue's server, or None when
+        they would (or it cannot be told)."""
+        return None
+
     def create(self) -> None:  # noqa: B027 - adapters whose queues need making override it
         """Make the queue (and its dead-letter queue) if missing; idempotent."""
 

@@ -10,12 +10,24 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "IMGREC_"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(value: Any) -> Any:
+    """A duration as seconds: 90, "90", "90s", "15m", "12h", "7d"."""
+    if isinstance(value, str) and value.strip()[-1:].lower() in _UNITS:
+        number, unit = value.strip()[:-1], value.strip()[-1].lower()
+        return float(number) * _UNITS[unit]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_seconds)]
 
 
 def _default_data_dir() -> Path:
@@ -71,6 +83,13 @@ class Settings(BaseSettings):
     max_receives: int = _setting(5, "deliveries before a message goes to the dead-letter queue")
     worker_idle_timeout: float = _setting(30.0, "a worker run alone exits after this long without work")
     intra_op_threads: int = _setting(1, "onnxruntime threads per worker (workers are processes)")
+    allow_volatile_queue: bool = _setting(
+        False, "start on a Redis that keeps nothing on disk (a restart loses accepted jobs; they are sent again)"
+    )
+    retention: Duration = _setting(
+        7 * 86400.0, "how long inputs and results are kept (7d, 12h, 30m, seconds); 0 keeps them for ever",
+        shown="604800 (7d)",
+    )
 
     # Autoscaler
     actuator: str = _setting("local", "where the autoscaler's workers run: local processes, or asg://<group> (EC2 Auto Scaling)")
@@ -115,6 +134,12 @@ class Settings(BaseSettings):
             for name, value in self.model_dump().items()
             if value is not None
         }
+
+
+def markdown_table() -> str:
+    """The README's configuration table (`imgrec config --markdown`)."""
+    rows = [f"| `{var}` | {default} | {meaning} |" for var, default, meaning in documented()]
+    return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows])
 
 
 def documented() -> list[tuple[str, str, str]]:

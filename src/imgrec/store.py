@@ -48,8 +48,18 @@ class ObjectStore(ABC):
         """Keys that start with `prefix`, in lexical order."""
 
     @abstractmethod
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, float]]:
+        """(key, last modified as a Unix time) for the keys that start with `prefix`, in
+        lexical order: what the retention sweep needs, in one listing."""
+
+    @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object; no error if it is not there."""
+
+    def delete_many(self, keys: list[str]) -> None:
+        """Several at once; adapters override this with one round trip where they can."""
+        for key in keys:
+            self.delete(key)
 
     def create(self) -> None:  # noqa: B027 - stores that need making (a bucket) override it
         """Make the store if it does not exist (`imgrec init`); idempotent."""

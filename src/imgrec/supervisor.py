@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import urllib.request
 
 from imgrec.engine.model import build
 from imgrec.messages import REQUEST_QUEUE
+from imgrec.presence import Presence
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
 from imgrec.stores import open_store
@@ -53,8 +55,47 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> bo
     return False
 
 
+RESTART_MAX_DELAY = 30.0
+STEADY = 30.0  # a child that ran this long before it died was not crash-looping
+
+
+class Child:
+    """One supervised part: restarted when it dies, after a delay that doubles while it
+    keeps dying soon after its start."""
+
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.name, self.env = name, env
+        self.restarts, self._quick, self._restart_at = 0, 0, None
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        self.started = time.monotonic()
+        return subprocess.Popen([sys.executable, "-m", "imgrec", self.name], env=self.env)
+
+    def look_after(self) -> None:
+        now = time.monotonic()
+        if self._restart_at is not None:
+            if now >= self._restart_at:
+                self._restart_at, self.restarts = None, self.restarts + 1
+                self.proc = self._start()
+                log.warning("restarted %s (pid %d)", self.name, self.proc.pid)
+            return
+        if self.proc.poll() is None:
+            return
+        self._quick = self._quick + 1 if now - self.started < STEADY else 0
+        delay = min(RESTART_MAX_DELAY, 2.0 ** (self._quick - 1)) if self._quick else 0.5
+        log.error("%s exited (status %s); restarting it in %.1fs", self.name, self.proc.returncode, delay)
+        self._restart_at = now + delay
+
+    def stop(self) -> None:
+        self._restart_at = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+
 def run_up(settings: Settings) -> int:
-    """Web tier + autoscaler as child processes; Ctrl-C or SIGTERM stops everything."""
+    """Web tier + autoscaler as child processes, each restarted if it dies; Ctrl-C or
+    SIGTERM stops everything."""
     import setproctitle
 
     setproctitle.setproctitle("imgrec up")
@@ -62,34 +103,32 @@ def run_up(settings: Settings) -> int:
     for line in init_backends(settings):
         log.info(line)
     env = {**os.environ, **settings.to_env()}
-    python = [sys.executable, "-m", "imgrec"]
-    children = {
-        "web": subprocess.Popen([*python, "web"], env=env),
-        "autoscaler": subprocess.Popen([*python, "autoscaler"], env=env),
-    }
+    children = [Child("web", env), Child("autoscaler", env)]
+    def counters() -> dict:
+        return {"counters": {f"{c.name}_restarts": c.restarts for c in children}}
+
+    beat = Presence(open_store(settings.store_url), "supervisor", f"{socket.gethostname()}-{os.getpid()}", counters)
+    beat.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{host}:{settings.port}/"
-    if _wait_healthy(url, children["web"]):
-        print(f"imgrec is up: open {url}  (data in {settings.data_dir}; Ctrl-C stops)", flush=True)
-    code = 0
+    if _wait_healthy(url, children[0].proc):
+        print(f"imgrec is up: open {url}  (store {settings.store_url}, queue {settings.queue_url}; Ctrl-C stops)",
+              flush=True)
     while not stop.wait(0.5):
-        dead = [name for name, p in children.items() if p.poll() is not None]
-        if dead:
-            log.error("%s exited (status %s); stopping", dead[0], children[dead[0]].returncode)
-            code = 1
-            break
-    for p in children.values():
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+        for child in children:
+            child.look_after()
+    for child in children:
+        child.stop()
     deadline = time.monotonic() + settings.visibility_timeout + 5
-    for p in children.values():
+    for child in children:
         try:
-            p.wait(max(0.1, deadline - time.monotonic()))
+            child.proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            child.proc.kill()
+            child.proc.wait()
+    beat.stop("stopped")
     print("imgrec stopped", flush=True)
-    return code
+    return 0

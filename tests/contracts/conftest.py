@@ -73,7 +73,7 @@ def _local_actuator(request):
     tmp = request.getfixturevalue("tmp_path")
     model_dir = request.getfixturevalue("model_dir")
     env = {**os.environ, "IMGREC_DATA_DIR": str(tmp), "IMGREC_MODEL_DIR": str(model_dir)}
-    actuator = LocalActuator(env={**env, "IMGREC_WORKER_IDLE_TIMEOUT": "120"})
+    actuator = LocalActuator(env={**env, "IMGREC_WORKER_IDLE_TIMEOUT": "120"}, capacity=4)
     request.addfinalizer(lambda: actuator.shutdown(timeout=30))
     return actuator, lambda: os.kill(actuator.pids()[0], signal.SIGKILL)
 

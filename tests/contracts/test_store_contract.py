@@ -77,3 +77,25 @@ def test_an_unreachable_backend_is_backend_unavailable(store_outage):
         heal_it()
         store.put("inputs/j/big.bin", b"back")
         assert store.get("inputs/j/big.bin") == b"back"
+
+
+def test_scan_gives_modification_times(store):
+    import time
+
+    before = time.time() - 5
+    for key in ["pending/a.json", "pending/b.json", "outputs/a.json"]:
+        store.put(key, b"{}")
+    found = list(store.scan("pending/"))
+    assert [k for k, _ in found] == ["pending/a.json", "pending/b.json"]
+    assert all(before < t < time.time() + 5 for _, t in found)
+
+
+def test_delete_many(store):
+    keys = [f"pending/{i:04d}.json" for i in range(1005)] if "S3" in type(store).__name__ else [
+        f"pending/{i}.json" for i in range(20)
+    ]
+    for k in keys:
+        store.put(k, b"{}")
+    store.delete_many(keys[1:])
+    assert list(store.list("pending/")) == keys[:1]
+    store.delete_many(["pending/never.json"])  # missing ones are fine

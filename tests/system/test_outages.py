@@ -57,11 +57,22 @@ def _store(kind: str, request, moto_endpoint: str):
     return env, proxy.stop, proxy.start
 
 
-def _run_through_an_outage(tmp_path, model_dir, env, variants, expected, break_it, heal_it) -> ServiceProcess:
-    svc = ServiceProcess(
-        tmp_path / "svc", model_dir, "--max-workers", "1", "--scale-in-delay", "30",
-        env={**env, "IMGREC_VISIBILITY_TIMEOUT": "3", "IMGREC_MAX_RECEIVES": "2", "IMGREC_MAX_BATCH": "4"},
-    )
+@pytest.fixture
+def start(request, tmp_path, model_dir):
+    """Starts `imgrec up` with the given environment; stops it whatever the test's end."""
+
+    def start_service(env: dict) -> ServiceProcess:
+        svc = ServiceProcess(
+            tmp_path / "svc", model_dir, "--max-workers", "1", "--scale-in-delay", "30",
+            env={**env, "IMGREC_VISIBILITY_TIMEOUT": "3", "IMGREC_MAX_RECEIVES": "2", "IMGREC_MAX_BATCH": "4"},
+        )
+        request.addfinalizer(svc.stop)
+        return svc
+
+    return start_service
+
+
+def _run_through_an_outage(svc: ServiceProcess, variants, expected, break_it, heal_it) -> ServiceProcess:
     files = [("file", (n, d, "image/jpeg")) for n, d in variants.items()]
     jobs = []
     for _ in range(ROUNDS):
@@ -93,20 +104,19 @@ def _run_through_an_outage(tmp_path, model_dir, env, variants, expected, break_i
 
 @pytest.mark.parametrize("store_kind", ["local", "s3"])
 @pytest.mark.parametrize("queue_kind", ["sqlite", "redis", "sqs"])
-def test_a_store_outage_fails_no_good_job(request, tmp_path, model_dir, moto_server, variants, expected,
-                                          queue_kind, store_kind):
+def test_a_store_outage_fails_no_good_job(request, start, moto_server, variants, expected, queue_kind, store_kind):
     queue_env, _ = _queue(queue_kind, request, moto_server.endpoint)
     store_env, break_it, heal_it = _store(store_kind, request, moto_server.endpoint)
-    env = {**moto_server.env, "IMGREC_ALLOW_VOLATILE_QUEUE": "1", **queue_env, **store_env}
-    svc = _run_through_an_outage(tmp_path, model_dir, env, variants, expected, break_it, heal_it)
+    svc = start({**moto_server.env, **queue_env, **store_env})
+    _run_through_an_outage(svc, variants, expected, break_it, heal_it)
     log = svc.log.read_text()
     assert "taking no work until the store answers again" in log and "given up" not in log
     assert svc.stop() == 0
 
 
 @pytest.mark.parametrize("queue_kind", ["redis", "sqs"])
-def test_a_queue_outage_fails_no_good_job(request, tmp_path, model_dir, moto_server, variants, expected, queue_kind):
+def test_a_queue_outage_fails_no_good_job(request, start, moto_server, variants, expected, queue_kind):
     queue_env, proxy = _queue(queue_kind, request, moto_server.endpoint)
-    env = {**moto_server.env, "IMGREC_ALLOW_VOLATILE_QUEUE": "1", **queue_env}
-    svc = _run_through_an_outage(tmp_path, model_dir, env, variants, expected, proxy.stop, proxy.start)
+    svc = start({**moto_server.env, **queue_env})
+    _run_through_an_outage(svc, variants, expected, proxy.stop, proxy.start)
     assert svc.stop() == 0

@@ -90,3 +90,25 @@ def test_settings_travel_to_a_child_process_whole(tmp_path):
     assert s.with_overrides(port=None) is s and s.with_overrides(port=9).port == 9
     with pytest.raises(TypeError):
         s.with_overrides(no_such_setting=1)
+
+
+@pytest.mark.parametrize("given, seconds", [("7d", 604800), ("12h", 43200), ("30m", 1800), ("45s", 45), ("90", 90), (0, 0)])
+def test_durations(given, seconds):
+    assert Settings(retention=given).retention == seconds
+
+
+def test_the_local_store_syncs_what_it_writes(tmp_path, monkeypatch):
+    """Each object is flushed to disk and so is the folder that names it (and any folder
+    made for it): a written object survives a power loss."""
+    import os
+
+    from imgrec.stores import open_store
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)))
+    store = open_store((tmp_path / "store").as_uri())
+    store.put("inputs/job1/cat.png", b"meow")
+    root = str((tmp_path / "store").resolve())
+    assert synced[0].startswith(root + "/inputs/job1/.tmp-")  # the file, before its rename
+    assert set(synced[1:]) >= {root + "/inputs/job1", root + "/inputs", root}

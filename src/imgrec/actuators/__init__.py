@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from imgrec.actuator import Actuator
 from imgrec.errors import ConfigError
 
+if TYPE_CHECKING:
+    from imgrec.settings import Settings
 
-def open_actuator(url: str, worker_env: dict[str, str] | None = None) -> Actuator:
+
+def open_actuator(url: str, worker_env: dict[str, str] | None = None, settings: Settings | None = None) -> Actuator:
     """`local` (or empty): worker processes on this machine, started with `worker_env`;
     ``asg://group``: the desired capacity of an EC2 Auto Scaling group."""
     if url in ("", "local"):
-        from imgrec.actuators.local import LocalActuator
+        from imgrec.actuators.local import LocalActuator, host_capacity
 
-        return LocalActuator(env=worker_env)
+        if settings is None:
+            return LocalActuator(env=worker_env)
+        # The longest a batch may take with every image at its time limit, and a margin.
+        hung_after = 2 * settings.image_timeout * settings.max_batch + settings.visibility_timeout
+        return LocalActuator(worker_env, host_capacity(settings.intra_op_threads), hung_after)
     if url.startswith("asg://"):
         from imgrec.actuators.asg import AsgActuator
 

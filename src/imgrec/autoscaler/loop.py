@@ -1,33 +1,60 @@
 """`imgrec autoscaler`'s loop: every poll interval, snapshot -> policy -> actuator,
-and now and then the housekeeping."""
+a look at the workers' heartbeats, and the housekeeping at its own pace."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from imgrec import presence
 from imgrec.actuator import Actuator
-from imgrec.autoscaler import housekeeping
+from imgrec.autoscaler.housekeeping import Housekeeping
 from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide
-from imgrec.errors import BackendError
-from imgrec.queue import Queue
-from imgrec.worker.publisher import Publisher
+from imgrec.errors import BackendError, ModelMissing
 
 log = logging.getLogger("imgrec.autoscaler")
-SWEEP_SECONDS = 60.0  # how often to look for reply queues left by dead web replicas
+WATCH_SECONDS = 2.0  # how often the workers' heartbeats are looked at
+
+
+class ModelCheck:
+    """Whether workers here can load a model: no worker is started that could not (it
+    would only crash, again and again). Looked at most every 5 s; a change is logged once."""
+
+    def __init__(self, model_dir: Path, every: float = 5.0) -> None:
+        self.model_dir, self.every = model_dir, every
+        self._seen: tuple[float, str] = (-every, "")
+
+    def problem(self) -> str:
+        from imgrec.engine.model import load_manifest
+
+        when, problem = self._seen
+        if time.monotonic() - when < self.every:
+            return problem
+        try:
+            load_manifest(self.model_dir)
+            now = ""
+        except ModelMissing as exc:
+            now = f"workers cannot start: {exc}"
+        if now != problem:
+            (log.error if now else log.info)(now or f"model found in {self.model_dir}; starting workers")
+        self._seen = (time.monotonic(), now)
+        return now
 
 
 class Autoscaler:
     def __init__(
-        self, queue: Queue, actuator: Actuator, config: ScalingConfig, poll_interval: float, publisher: Publisher
+        self, queue, actuator: Actuator, config: ScalingConfig, poll_interval: float, chores: Housekeeping,
+        problem: Callable[[], str] = lambda: "",
     ) -> None:
         self.queue, self.actuator, self.config = queue, actuator, config
-        self.publisher = publisher  # to answer dead-lettered requests, even with no worker running
+        self.chores = chores  # e.g. dead letters are answered even with no worker running
         self.poll_interval = poll_interval
+        self.problem = problem
         self.state = PolicyState(desired=config.min_workers)
-        self._next_sweep = 0.0
+        self._next_watch = 0.0
         self._stop = threading.Event()
 
     def tick(self) -> PolicyState:
@@ -39,13 +66,11 @@ class Autoscaler:
                 "backlog %d, in flight %d: %d -> %d workers",
                 stats.depth, stats.in_flight, before, self.state.desired,
             )
-        self.actuator.reconcile(self.state.desired)
-        if stats.dead:
-            housekeeping.answer_dead_letters(self.queue, self.publisher)
-        if time.monotonic() >= self._next_sweep:
-            self._next_sweep = time.monotonic() + SWEEP_SECONDS
-            housekeeping.sweep_reply_queues(self.publisher.store, self.publisher.queue_url)
-            presence.compact(self.publisher.store)
+        self.actuator.reconcile(0 if self.problem() else self.state.desired)
+        if time.monotonic() >= self._next_watch:
+            self._next_watch = time.monotonic() + WATCH_SECONDS
+            self.actuator.watch(presence.read(self.chores.store, "worker"))
+        self.chores.tick(stats.dead)
         return self.state
 
     def run(self) -> None:

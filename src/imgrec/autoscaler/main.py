@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 
 from imgrec.actuators import open_actuator
-from imgrec.autoscaler.loop import Autoscaler
+from imgrec.autoscaler.housekeeping import Housekeeping
+from imgrec.autoscaler.loop import Autoscaler, ModelCheck
 from imgrec.autoscaler.policy import ScalingConfig
+from imgrec.presence import Presence
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
 from imgrec.stores import open_store
@@ -29,12 +32,20 @@ def run_autoscaler(settings: Settings) -> None:
 
     setproctitle.setproctitle("imgrec autoscaler")
     queue = request_queue(settings)
-    actuator = open_actuator(settings.actuator, {**os.environ, **worker_settings(settings).to_env()})
+    actuator = open_actuator(settings.actuator, {**os.environ, **worker_settings(settings).to_env()}, settings)
     config = ScalingConfig.from_settings(settings)
     publisher = Publisher(settings.queue_url, open_store(settings.store_url))
-    scaler = Autoscaler(queue, actuator, config, settings.poll_interval, publisher)
+    chores = Housekeeping(
+        queue, publisher, every=max(5.0, settings.visibility_timeout), lost_after=2 * settings.visibility_timeout,
+        retention=settings.retention,
+    )
+    local = settings.actuator in ("", "local")
+    check = ModelCheck(settings.model_path).problem if local else (lambda: "")
+    scaler = Autoscaler(queue, actuator, config, settings.poll_interval, chores, check)
     signal.signal(signal.SIGTERM, scaler.stop)
     signal.signal(signal.SIGINT, scaler.stop)
+    beat = Presence(publisher.store, "autoscaler", f"{socket.gethostname()}-{os.getpid()}",
+                    lambda: {"counters": dict(actuator.counters), "problem": check()}).start()
     log.info(
         "autoscaler: %d..%d workers, %d messages per worker", config.min_workers, config.max_workers,
         config.target_per_worker,
@@ -43,5 +54,6 @@ def run_autoscaler(settings: Settings) -> None:
         scaler.run()
     finally:
         actuator.shutdown(timeout=settings.visibility_timeout)
+        beat.stop("stopped")
         publisher.close()
         queue.close()

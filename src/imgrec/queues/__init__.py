@@ -41,8 +41,17 @@ DELIVERY_SLACK = 3
 
 
 def request_queue(settings: Settings) -> Queue:
-    """The queue of classification requests, made if missing."""
-    return open_queue(
+    """The queue of classification requests, made if missing. A queue whose server keeps
+    nothing on disk is refused unless the operator said it is fine (jobs it loses are
+    sent again from their pending records, but clients waiting meanwhile time out)."""
+    queue = open_queue(
         settings.queue_url, REQUEST_QUEUE, create=True,
         visibility_timeout=settings.visibility_timeout, max_receives=settings.max_receives + DELIVERY_SLACK,
     )
+    if (why := queue.volatile()) and not settings.allow_volatile_queue:
+        queue.close()
+        raise ConfigError(
+            f"{why}. Turn persistence on (redis-cli CONFIG SET appendonly yes, and in redis.conf), "
+            "or accept the risk with IMGREC_ALLOW_VOLATILE_QUEUE=1"
+        )
+    return queue

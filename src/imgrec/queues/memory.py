@@ -46,6 +46,9 @@ class MemoryQueue(Queue):
         elif self._key not in _QUEUES:
             raise QueueMissing(f"queue {name} does not exist (deleted, or never created)")
 
+    def volatile(self) -> str | None:
+        return "the memory queue keeps nothing outside this process"
+
     def create(self) -> None:
         with _LOCK:
             _QUEUES.setdefault(self._key, _State())

@@ -51,11 +51,26 @@ class RedisQueue(Queue):
         self.key = f"{prefix}:{name}"
         self.dead_key = f"{self.key}:dead"
         self._consumer = uuid.uuid4().hex
-        self._redis = client or redis.Redis.from_url(urlunparse(parsed._replace(query="")), decode_responses=True)
+        # Timeouts, so that a Redis that stops answering is an error, never a hang.
+        self._redis = client or redis.Redis.from_url(
+            urlunparse(parsed._replace(query="")), decode_responses=True,
+            socket_timeout=_MAX_BLOCK + 10, socket_connect_timeout=5,
+        )
         self._response_error = redis.ResponseError
         self._creates = create
         if create:
             self.create()
+
+    @_guard
+    def volatile(self) -> str | None:
+        try:
+            appendonly = self._redis.config_get("appendonly").get("appendonly")
+            save = self._redis.config_get("save").get("save")
+        except self._response_error:
+            return None  # CONFIG is disabled (a managed Redis): it cannot be told
+        if appendonly == "yes" or (save or "").strip():
+            return None
+        return "this Redis keeps nothing on disk (appendonly no, no save points): a restart loses every queued job"
 
     @_guard
     def create(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -14,6 +15,14 @@ from imgrec.errors import BackendUnavailable, NotFound, translating
 from imgrec.store import ObjectStore, check_key
 
 _MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _translate(exc: Exception):
@@ -43,17 +52,24 @@ class LocalStore(ObjectStore):
         self._write(key, lambda f: shutil.copyfileobj(file, f, 1 << 20))
 
     def _write(self, key: str, fill) -> None:
+        """Write a temporary file, flush it to disk, rename it over the key, flush the
+        folder: readers never see half an object, and a written object survives a power
+        loss (the rename is durable only once the folder is synced)."""
         path = self._path(key)
+        new_dirs = [p for p in (path.parent, *path.parent.parents) if p != self.root and not p.exists()]
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename: readers never see half an object, even across processes.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
                 fill(f)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
             raise
+        for folder in [path.parent, *(p.parent for p in reversed(new_dirs))]:
+            _fsync_dir(folder)
 
     @_guard
     def get(self, key: str) -> bytes:
@@ -82,5 +98,20 @@ class LocalStore(ObjectStore):
         return iter(sorted(keys))
 
     @_guard
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, float]]:
+        found = []
+        for key in self.list(prefix):
+            try:
+                found.append((key, self._path(key).stat().st_mtime))
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+        return iter(found)
+
+    @_guard
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        # A job's folder (inputs/<job>/) goes with its last object, so folders do not pile up.
+        if path.parent != self.root and path.parent.parent != self.root:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()

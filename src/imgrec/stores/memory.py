@@ -7,13 +7,14 @@ the same store. Nothing survives the process.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
 from imgrec.errors import NotFound
 from imgrec.store import ObjectStore, check_key
 
-_STORES: dict[str, dict[str, bytes]] = {}
+_STORES: dict[str, dict[str, tuple[bytes, float]]] = {}
 _LOCK = threading.Lock()
 
 
@@ -24,11 +25,11 @@ class MemoryStore(ObjectStore):
             self._objects = _STORES.setdefault(name, {})
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        self._objects[check_key(key)] = bytes(data)
+        self._objects[check_key(key)] = (bytes(data), time.time())
 
     def get(self, key: str) -> bytes:
         try:
-            return self._objects[check_key(key)]
+            return self._objects[check_key(key)][0]
         except KeyError:
             raise NotFound(key) from None
 
@@ -37,6 +38,10 @@ class MemoryStore(ObjectStore):
 
     def list(self, prefix: str = "") -> Iterator[str]:
         return iter(sorted(k for k in list(self._objects) if k.startswith(prefix)))
+
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, float]]:
+        found = [(k, v[1]) for k, v in list(self._objects.items()) if k.startswith(prefix)]
+        return iter(sorted(found))
 
     def delete(self, key: str) -> None:
         self._objects.pop(check_key(key), None)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import parse_qs, urlparse
 
-from imgrec.errors import ConfigError, NotFound, aws_error, require, translating
+from imgrec.errors import BackendError, ConfigError, NotFound, aws_error, require, translating
 from imgrec.store import ObjectStore, check_key
 
 _guard = translating(lambda exc: aws_error(exc, "S3 store"))
@@ -84,5 +84,20 @@ class S3Store(ObjectStore):
                 yield obj["Key"][len(self.prefix):]
 
     @_guard
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, float]]:
+        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
+        for page in pages:
+            for obj in page.get("Contents", []):
+                yield obj["Key"][len(self.prefix):], obj["LastModified"].timestamp()
+
+    @_guard
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    @_guard
+    def delete_many(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # S3's limit per request
+            chunk = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
+            response = self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+            if response.get("Errors"):
+                raise BackendError(f"S3 store: {len(response['Errors'])} objects not deleted: {response['Errors'][0]}")

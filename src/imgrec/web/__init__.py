@@ -11,7 +11,9 @@ import logging
 import signal
 import sys
 
+from imgrec.queues import request_queue
 from imgrec.settings import Settings
+from imgrec.stores import open_store
 
 log = logging.getLogger("imgrec.web")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -26,6 +28,9 @@ def run_web(settings: Settings) -> None:
     from imgrec.web.protocol import with_header_timeout
 
     setproctitle.setproctitle("imgrec web")
+    # A queue or store set up wrong is one clear line here, not a traceback from the app's start.
+    open_store(settings.store_url)
+    request_queue(settings).close()
     if settings.host not in LOOPBACK and not settings.keys:
         log.warning(
             "listening on %s without API keys: anyone who can reach this address can use the service "

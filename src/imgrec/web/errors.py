@@ -15,7 +15,7 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from imgrec.errors import BackendUnavailable, BadInput, NotFound, Overloaded
+from imgrec.errors import BackendUnavailable, BadInput, CannotClassify, Expired, NotFound, Overloaded
 
 log = logging.getLogger("imgrec.web")
 RETRY_AFTER = 2  # seconds, in 503 and 429 answers
@@ -62,13 +62,17 @@ def install(app: FastAPI) -> None:
         log.warning("%s %s: backend unavailable: %s", request.method, request.url.path, exc)
         return retry_later(request, 503, "the service's storage or queue is unavailable right now; please retry shortly")
 
+    @app.exception_handler(CannotClassify)
+    async def cannot_classify(request: Request, exc: CannotClassify):
+        return render(request, 503, str(exc), {"Retry-After": "30"})
+
     @app.exception_handler(Overloaded)
     async def overloaded(request: Request, exc: Overloaded):
         return retry_later(request, 429, f"the service is busy ({exc} requests waiting); please retry shortly")
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound):
-        return render(request, 404, str(exc))
+        return render(request, 410 if isinstance(exc, Expired) else 404, str(exc))
 
 
 class Unexpected:

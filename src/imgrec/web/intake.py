@@ -7,6 +7,7 @@ a waiting request registers for its reply before the request is sent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from fastapi import Request as HttpRequest
 
 from imgrec.engine.preprocess import ImageLimits
 from imgrec.errors import BackendError
-from imgrec.messages import Request, input_key, new_id
+from imgrec.messages import Pending, Request, dumps, input_key, new_id
 from imgrec.queue import Queue
 from imgrec.settings import Settings
 from imgrec.store import ObjectStore
@@ -98,11 +99,16 @@ class Intake:
         return Submitted(job_id, up, fut)
 
     def _store_and_send(self, up: Upload, request: Request) -> None:
-        """Store the input, then queue the request naming it: one trip off the event loop."""
+        """Store the input and the job's pending record, then queue the request naming
+        the input: one trip off the event loop. The pending record lets housekeeping send
+        the request again should its message be lost (a queue that lost its data)."""
         t0 = time.perf_counter()
+        request = dataclasses.replace(request, sent_at=time.time())
         self.store.put_file(request.input_key, up.file)
+        pending = Pending(request, accepted_at=request.sent_at)
+        self.store.put(pending.key, dumps(pending.to_dict()), "application/json")
         t1 = time.perf_counter()
-        self.requests.send({**request.to_dict(), "sent_at": time.time()})
+        self.requests.send(request.to_dict())
         self.stage.labels("store").observe(t1 - t0)
         self.stage.labels("enqueue").observe(time.perf_counter() - t1)
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 # Label values come from fixed sets only, so no request can grow /metrics.
@@ -23,6 +23,11 @@ SYSTEM_GAUGES = [
     ("dead_letter", "requests in the dead-letter queue"),
     ("workers", "live worker processes"),
     ("completed", "results written by workers"),
+]
+SYSTEM_COUNTERS = [
+    ("worker_crashes", "workers that died (any exit but a clean one)"),
+    ("hung_workers_replaced", "workers killed and replaced because they hung"),
+    ("restarts", "web tier and autoscaler processes restarted by `imgrec up`"),
 ]
 
 
@@ -88,6 +93,9 @@ class SystemCollector:
         s = self.status()
         for name, doc in SYSTEM_GAUGES:
             yield GaugeMetricFamily(f"imgrec_{name}", doc, value=s[name])
+        for name, doc in SYSTEM_COUNTERS:
+            yield CounterMetricFamily(f"imgrec_{name}", doc, value=s[name])
+        yield GaugeMetricFamily("imgrec_problems", "problems the autoscalers report (e.g. no model)", value=len(s["problems"]))
         sizes = {int(k): v for k, v in s["batch_sizes"].items()}
         buckets = [(str(le), sum(v for k, v in sizes.items() if k <= le)) for le in BATCH_BUCKETS]
         buckets.append(("+Inf", sum(sizes.values())))

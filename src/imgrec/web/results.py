@@ -7,10 +7,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 
 from imgrec import presence
-from imgrec.errors import NotFound
-from imgrec.messages import batch_key, dumps, input_prefix, read_output, running_key
+from imgrec.errors import Expired, NotFound
+from imgrec.messages import Pending, batch_key, dumps, id_time, input_prefix, pending_key, read_output
 from imgrec.queue import Queue
 from imgrec.store import ObjectStore
 from imgrec.web.uploads import Upload
@@ -26,15 +27,28 @@ def entry(job_id: str | None, up: Upload) -> dict:
     return e
 
 
-def job_status(store: ObjectStore, job_id: str) -> dict | None:
+def job_status(store: ObjectStore, job_id: str, retention: float) -> dict:
+    """Raises NotFound for a job that never was, Expired for one kept its time and deleted."""
     output = read_output(store, job_id)
     if output is not None:
         return {"job_id": job_id, "status": "failed" if output.failed else "done", "result": output.public()}
-    if store.exists(running_key(job_id)):
-        return {"job_id": job_id, "status": "running"}
-    if next(iter(store.list(input_prefix(job_id))), None):
+    try:
+        pending = Pending.from_dict(store.get(pending_key(job_id)))
+        return {"job_id": job_id, "status": "running" if pending.worker else "queued"}
+    except NotFound:
+        pass
+    if next(iter(store.list(input_prefix(job_id))), None):  # accepted by an earlier version
         return {"job_id": job_id, "status": "queued"}
-    return None
+    raise gone_or_never(job_id, "job", retention)
+
+
+def gone_or_never(some_id: str, what: str, retention: float) -> NotFound:
+    made = id_time(some_id)
+    if retention > 0 and made is not None and time.time() - made > retention:
+        days = retention / 86400
+        kept = f"{days:g} days" if days >= 1 else f"{retention / 3600:g} hours"
+        return Expired(f"{what} {some_id} has expired: results are kept for {kept} (IMGREC_RETENTION)")
+    return NotFound(f"no such {what}: {some_id}")
 
 
 def write_batch_manifest(store: ObjectStore, batch_id: str, entries: list[dict], created: float) -> None:
@@ -48,11 +62,11 @@ def write_batch_results(store: ObjectStore, batch_id: str, results: list[dict]) 
     store.put(batch_key(batch_id, "results.csv"), to_csv(results).encode(), "text/csv")
 
 
-def batch_view(store: ObjectStore, batch_id: str) -> dict | None:
+def batch_view(store: ObjectStore, batch_id: str, retention: float) -> dict:
     try:
         manifest = json.loads(store.get(batch_key(batch_id)))
     except NotFound:
-        return None
+        raise gone_or_never(batch_id, "batch", retention) from None
     try:
         return {"status": "done", **json.loads(store.get(batch_key(batch_id, "results.json")))}
     except NotFound:
@@ -63,7 +77,11 @@ def batch_view(store: ObjectStore, batch_id: str) -> dict | None:
             done += 1
             results.append(e)
             continue
-        state = job_status(store, e["job_id"]) or {"status": "queued"}
+        try:
+            state = job_status(store, e["job_id"], retention)
+        except NotFound as exc:  # expired or swept on its own: say so in its row
+            state = {"status": "expired" if isinstance(exc, Expired) else "missing", "result": {
+                "job_id": e["job_id"], "filename": e["filename"], "error": str(exc)}}
         if "result" in state:
             done += 1
             results.append(state["result"])
@@ -76,12 +94,18 @@ def batch_view(store: ObjectStore, batch_id: str) -> dict | None:
 
 
 def status_snapshot(queue: Queue, store: ObjectStore) -> dict:
+    """The deployment at a glance, from the queue and the heartbeats in the store."""
     stats = queue.stats()
     workers = presence.read(store, "worker")
+    overseers = [b for role in ("autoscaler", "supervisor") for b in presence.read(store, role)]
     sizes: dict[str, int] = {}
     for w in workers:
         for k, v in w.batch_sizes.items():
             sizes[k] = sizes.get(k, 0) + v
+    counts: dict[str, int] = {}
+    for b in overseers:
+        for k, v in b.counters.items():
+            counts[k] = counts.get(k, 0) + v
     return {
         "queue_depth": stats.depth,
         "in_flight": stats.in_flight,
@@ -89,6 +113,10 @@ def status_snapshot(queue: Queue, store: ObjectStore) -> dict:
         "workers": sum(presence.is_alive(w) for w in workers),
         "completed": sum(w.completed for w in workers),
         "batch_sizes": sizes,
+        "worker_crashes": counts.get("worker_crashes", 0),
+        "hung_workers_replaced": counts.get("hung_workers_replaced", 0),
+        "restarts": counts.get("web_restarts", 0) + counts.get("autoscaler_restarts", 0),
+        "problems": sorted({b.problem for b in overseers if b.problem and presence.is_alive(b)}),
     }
 
 

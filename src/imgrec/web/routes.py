@@ -6,6 +6,7 @@ Errors are raised, not answered here: `errors` renders them all one way.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from importlib import resources
 
@@ -13,7 +14,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from imgrec.errors import BadInput, NotFound
+from imgrec import presence
+from imgrec.errors import BadInput, CannotClassify, NotFound
 from imgrec.messages import display_name, is_id
 from imgrec.queue import Queue
 from imgrec.settings import Settings
@@ -39,9 +41,26 @@ class Parts:
     intake: Intake
     metrics: WebMetrics
     readiness: Readiness
+    _looked: tuple[float, bool] = (-1e9, False)
 
     def status(self) -> dict:
         return results.status_snapshot(self.requests, self.store)
+
+    async def ensure_workers_can_run(self) -> None:
+        """For a client about to wait: refuse at once when no worker runs and the
+        autoscalers say none can start (looked at every few seconds)."""
+        now = time.monotonic()
+        if now - self._looked[0] > 3.0:
+            workers = await asyncio.to_thread(presence.read, self.store, "worker")
+            overseers = await asyncio.to_thread(presence.read, self.store, "autoscaler")
+            blocked = not any(presence.is_alive(w) for w in workers) and any(
+                presence.is_alive(b) and b.problem for b in overseers
+            )
+            self._looked = (now, blocked)
+        if self._looked[1]:
+            raise CannotClassify(
+                "the service cannot classify right now: no worker can start (see /api/v1/status); please retry later"
+            )
 
 
 def parts(request: Request) -> Parts:
@@ -71,6 +90,7 @@ def _id(value: str, what: str) -> str:
     openapi_extra=_upload_schema("myfile", many=False),
 )
 async def classic(request: Request, p: Parts = Depends(parts)):
+    await p.ensure_workers_can_run()
     _, submitted = await p.intake.take(request, CLASSIC_FIELDS, 1, wait=True, always_batch=False)
     (result,) = await p.intake.wait_all(submitted)
     name = display_name(submitted[0].upload.filename)
@@ -93,6 +113,7 @@ async def classic(request: Request, p: Parts = Depends(parts)):
     openapi_extra=_upload_schema("file", many=True),
 )
 async def api_classify(request: Request, p: Parts = Depends(parts)):
+    await p.ensure_workers_can_run()
     batch_id, submitted = await p.intake.take(
         request, API_FIELDS, p.settings.max_files_per_request, wait=True, always_batch=False
     )
@@ -138,10 +159,7 @@ async def api_submit(request: Request, p: Parts = Depends(parts)):
 
 @router.get("/api/v1/jobs/{job_id}", summary="A job's status and result")
 async def api_job(job_id: str, p: Parts = Depends(parts)):
-    status = await asyncio.to_thread(results.job_status, p.store, _id(job_id, "job"))
-    if status is None:
-        raise NotFound(f"no such job: {job_id}")
-    return status
+    return await asyncio.to_thread(results.job_status, p.store, _id(job_id, "job"), p.settings.retention)
 
 
 @router.get("/api/v1/batches/{batch_id}", summary="All results of a multi-image upload, in upload order (?format=csv)")
@@ -149,9 +167,7 @@ async def api_batch(request: Request, batch_id: str, format: str = "json", p: Pa
     _id(batch_id, "batch")
     if format not in ("json", "csv"):
         raise BadInput("format must be json or csv")
-    view = await asyncio.to_thread(results.batch_view, p.store, batch_id)
-    if view is None:
-        raise NotFound(f"no such batch: {batch_id}")
+    view = await asyncio.to_thread(results.batch_view, p.store, batch_id, p.settings.retention)
     if format == "json":
         return view
     if view["status"] != "done":

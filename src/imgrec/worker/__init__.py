@@ -44,7 +44,7 @@ def run_worker(settings: Settings, worker_id: str | None = None) -> None:
     loop = WorkerLoop(queue, processor, publisher, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms)
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)
-    presence = Presence(store, "worker", worker_id, stats.as_beat).start()
+    presence = Presence(store, "worker", worker_id, lambda: {**stats.as_beat(), "progress_at": loop.progress_at}).start()
     log.info("worker %s ready (model %s)", worker_id, clf.model_id)
     try:
         loop.run(settings.worker_idle_timeout)

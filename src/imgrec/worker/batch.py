@@ -19,7 +19,7 @@ import numpy as np
 
 from imgrec.engine import Classifier, ImageError
 from imgrec.errors import BadInput, NotFound
-from imgrec.messages import Output, Request, dumps, read_output, running_key
+from imgrec.messages import Output, Pending, Request, dumps, read_output
 from imgrec.queue import Message
 from imgrec.store import ObjectStore
 from imgrec.worker.isolation import classify_isolated
@@ -143,7 +143,8 @@ class BatchProcessor:
                 outcome.done.append(Done(m, request, existing, stored=True))
                 continue
             if not request.waited_for:  # an async job: its status says "running" from now
-                self.store.put(running_key(request.job_id), dumps({"worker": self.worker_id, "at": received}))
+                pending = Pending(request, request.sent_at or received, self.worker_id, received)
+                self.store.put(pending.key, dumps(pending.to_dict()), "application/json")
             jobs.append(_Job(m, request, self._fetch(request.input_key)))
         return outcome, jobs
 

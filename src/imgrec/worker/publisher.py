@@ -6,7 +6,7 @@ import logging
 import time
 
 from imgrec.errors import BackendError, QueueMissing
-from imgrec.messages import Output, Reply, Request, dumps, output_key
+from imgrec.messages import Output, Reply, Request, dumps, output_key, pending_key
 from imgrec.queue import Queue
 from imgrec.queues import open_queue
 from imgrec.store import ObjectStore
@@ -25,6 +25,7 @@ class Publisher:
         """Write the new outputs, reply, then ack: an ack never precedes a durable result."""
         t0 = time.perf_counter()
         self.write([d.output for d in done if not d.stored])
+        self.store.delete_many([pending_key(d.request.job_id) for d in done])
         t1 = time.perf_counter()
         self.reply([(d.request, d.output) for d in done])
         requests.ack_many([d.message for d in done])

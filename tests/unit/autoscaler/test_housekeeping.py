@@ -6,8 +6,20 @@ import time
 import uuid
 
 from imgrec import presence
-from imgrec.autoscaler.housekeeping import answer_dead_letters, sweep_reply_queues
-from imgrec.messages import Heartbeat, Output, Reply, Request, dumps, input_key, new_id, output_key, read_output
+from imgrec.autoscaler.housekeeping import answer_dead_letters, resend_lost, sweep_expired, sweep_reply_queues
+from imgrec.messages import (
+    Heartbeat,
+    Output,
+    Pending,
+    Reply,
+    Request,
+    dumps,
+    input_key,
+    new_id,
+    output_key,
+    pending_key,
+    read_output,
+)
 from imgrec.queues import open_queue
 from imgrec.stores import open_store
 from imgrec.worker.publisher import Publisher
@@ -65,3 +77,52 @@ def test_reply_queues_of_dead_replicas_are_swept():
     assert sweep_reply_queues(store, url) == ["replies-dead"]
     assert dead_q.stats().depth == 0 and alive_q.stats().depth == 1
     assert [b.id for b in presence.read(store, "web")] == ["replies-alive"]
+
+
+def _pending(store, queue, n: int, age: float, send: bool) -> list[str]:
+    jobs = []
+    for _ in range(n):
+        job = new_id(time.time() - age)
+        request = Request(job, input_key(job, "x.png"), "x.png", sent_at=time.time() - age)
+        store.put(pending_key(job), dumps(Pending(request, accepted_at=time.time() - age).to_dict()))
+        if send:
+            queue.send(request.to_dict())
+        jobs.append(job)
+    return jobs
+
+
+def test_jobs_whose_messages_were_lost_are_sent_again():
+    _, queue, _, store, _ = _rig()
+    lost = _pending(store, queue, 3, age=200, send=False)  # accepted, then the queue lost them
+    queued = _pending(store, queue, 2, age=120, send=True)  # sent after the loss, still waiting
+    young = _pending(store, queue, 4, age=1, send=True)  # just accepted
+    assert resend_lost(store, queue, older_than=60) == 3
+    sent = [Request.from_dict(m.body) for m in queue.receive(20)]
+    assert sorted(r.job_id for r in sent) == sorted(queued + young + lost)
+    assert all(r.requeued == 1 for r in sent if r.job_id in lost)
+    assert resend_lost(store, queue, older_than=60) == 0, "not again at once: they were resent just now"
+
+
+def test_a_finished_jobs_pending_record_is_cleared():
+    _, queue, _, store, _ = _rig()
+    (job,) = _pending(store, queue, 1, age=120, send=False)
+    store.put(output_key(job), dumps(Output(job, label="cat").to_dict()))
+    assert resend_lost(store, queue, older_than=60) == 0
+    assert not store.exists(pending_key(job))
+
+
+def test_retention_deletes_what_is_old(monkeypatch):
+    _, _, _, store, _ = _rig()
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now - 10 * 86400)
+    old = [f"inputs/{new_id()}/a.png", f"outputs/{new_id()}.json", f"batches/{new_id()}/manifest.json"]
+    for key in old:
+        store.put(key, b"x")
+    monkeypatch.setattr(time, "time", lambda: now)
+    fresh = [f"inputs/{new_id()}/b.png", "workers/w1.json"]
+    for key in fresh:
+        store.put(key, b"x")
+    deleted = sweep_expired(store, retention=7 * 86400)
+    assert deleted == {"inputs/": 1, "outputs/": 1, "batches/": 1}
+    assert sorted(store.list()) == sorted(fresh)
+    assert sweep_expired(store, retention=0) == {}, "0 keeps everything"

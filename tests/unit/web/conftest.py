@@ -50,7 +50,9 @@ def make_web(classifier, monkeypatch, tmp_path):
 
     def make(worker: bool = True, **settings) -> Web:
         name = uuid.uuid4().hex
-        base = {"data_dir": tmp_path, "store": f"memory://{name}", "queue": f"memory://{name}"}
+        base = {
+            "data_dir": tmp_path, "store": f"memory://{name}", "queue": f"memory://{name}", "allow_volatile_queue": True,
+        }
         web = Web(Settings(**{**base, **settings}), classifier, monkeypatch, worker)
         made.append(web)
         return web

@@ -100,3 +100,14 @@ def test_csv_cells_cannot_become_formulas(web):
     from imgrec.web.results import csv_cell
 
     assert csv_cell("\r=1") == "'\r=1" and csv_cell(282) == 282 and csv_cell("cat") == "cat"
+
+
+def test_an_expired_job_is_410_an_unknown_one_404(web):
+    from imgrec.messages import new_id
+
+    old = new_id(time.time() - 8 * 86400)
+    r = web.client.get(f"/api/v1/jobs/{old}")
+    assert r.status_code == 410 and "expired" in r.json()["detail"] and "7 days" in r.json()["detail"]
+    assert web.client.get(f"/api/v1/batches/{old}").status_code == 410
+    assert web.client.get(f"/api/v1/jobs/{new_id()}").status_code == 404
+    assert web.client.get("/api/v1/jobs/" + "0" * 32).status_code == 404  # an id of the earlier, random kind

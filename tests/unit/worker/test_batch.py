@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from fakes import CRASH, HANG, FakeClassifier, image
-from imgrec.messages import Output, Request, dumps, input_key, new_id, output_key, read_output, running_key
+from imgrec.messages import Output, Pending, Request, dumps, input_key, new_id, output_key, pending_key, read_output
 from imgrec.queues import open_queue
 from imgrec.stores import open_store
 from imgrec.worker.batch import INPUT_GONE, BatchProcessor, suspect
@@ -82,7 +82,8 @@ def test_malformed_messages_are_dropped(queue, store, processor):
 def test_an_async_job_is_marked_running(queue, store, processor):
     request = enqueue(queue, store, image("cat"), reply_to=None)
     processor.process(queue.receive(1))
-    assert store.exists(running_key(request.job_id))
+    pending = Pending.from_dict(store.get(pending_key(request.job_id)))
+    assert pending.worker == "w1" and pending.request == request
 
 
 def test_alone_in_a_child_process(queue, store, processor):

@@ -1,0 +1,73 @@
+"""`imgrec bench ...`: benchmarks that print ratios against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print ratios against a baseline.")
+console = Console()
+err = Console(stderr=True)
+Threads = Annotated[int, typer.Option(help="onnxruntime intra-op threads (default: all cores)")]
+Folder = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Images to send (repeated as needed)")]
+
+
+@bench_app.command("engine")
+def bench_engine(ctx: typer.Context, folder: Folder, threads: Threads = 0, rounds: int = 3) -> None:
+    """Engine stages at batch 1, 8, 32 beside a plain onnxruntime + Pillow loop."""
+    from imgrec.bench.engine import bench_engine as run
+    from imgrec.bench.engine import bench_parallelism, read_images
+    from imgrec.bench.report import engine_table, parallelism_table
+    from imgrec.engine.model import build
+
+    build(ctx.obj.model_path)  # no-op when the model is already there
+    model, images, cores = ctx.obj.model_path, read_images(folder), os.cpu_count() or 1
+    console.print(engine_table(run(model, images, threads or cores, rounds=rounds)))
+    if cores > 1:
+        console.print(parallelism_table(bench_parallelism(model, images, cores, overlapped=True)))
+
+
+@bench_app.command("load")
+def bench_load(
+    ctx: typer.Context,
+    folder: Folder,
+    requests: int = 2000,
+    concurrency: int = 100,
+    endpoint: Annotated[str, typer.Option(help="'/' (classic) or '/api/v1/classify'")] = "/",
+) -> None:
+    """Correctness under load against `imgrec up`: lost, 5xx and wrong labels must all be 0."""
+    from imgrec.bench.e2e import run_load_check
+
+    report = run_load_check(ctx.obj, folder, requests, concurrency, endpoint)
+    console.print_json(json.dumps(report.summary()))
+    for line in report.wrong[:20]:
+        err.print(line)
+    bad = report.lost + report.server_errors + report.client_errors + len(report.wrong)
+    print(f"{report.ok} passed, {bad} failed")
+    raise typer.Exit(1 if bad else 0)
+
+
+@bench_app.command("e2e")
+def bench_e2e(
+    ctx: typer.Context,
+    folder: Folder,
+    requests: int = 1000,
+    concurrency: int = 64,
+    sweep: Annotated[str, typer.Option(help="Concurrency levels for the chart; '' for none")] = "1,8,32,64,128",
+    out: Path = Path("bench-results"),
+) -> None:
+    """Service throughput and latency beside the bare pipeline, per-stage times, cold start."""
+    from imgrec.bench.e2e import run_e2e
+    from imgrec.bench.report import e2e_line, e2e_tables
+
+    levels = [int(x) for x in sweep.split(",") if x.strip()]
+    r = run_e2e(ctx.obj, folder, requests, concurrency, levels, out)
+    for table in e2e_tables(r, requests, concurrency):
+        console.print(table)
+    console.print(e2e_line(r))
+    console.print(f"written: {out / 'e2e.json'}" + (f", {out / 'e2e.png'}" if levels else ""))

@@ -1,0 +1,96 @@
+"""Parts that die or hang come back: the web tier is restarted by `imgrec up`, a hung
+worker is replaced, a host without a model says so once and starts no worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+
+import httpx
+
+from images import chelsea, encode, photo_variants
+from imgrec.testing import Part, ServiceProcess, WebPart, service_env, wait_until
+
+CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.post(url + "/", files={"myfile": CAT}, timeout=60).text == "cat:tiger cat"
+    except httpx.HTTPError:
+        return False
+
+
+def _children(pid: int, title: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid), "-f", title], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_a_dead_web_tier_is_restarted(tmp_path, model_dir):
+    svc = ServiceProcess(tmp_path / "svc", model_dir, "--max-workers", "1")
+    try:
+        (web,) = _children(svc.proc.pid, "imgrec web")
+        os.kill(web, signal.SIGKILL)
+        wait_until(lambda: _children(svc.proc.pid, "imgrec web") not in ([], [web]), 30, 0.2, "a new web tier")
+        wait_until(lambda: _answers(svc.url), 30, 0.5, "the service to answer again")
+        assert wait_until(lambda: svc.status()["restarts"] >= 1, 15, 0.5, "the restart in the status")
+        assert "restarted web" in svc.log.read_text()
+    finally:
+        assert svc.stop() == 0
+
+
+def test_a_hung_worker_is_replaced_and_its_work_answered(tmp_path, model_dir):
+    svc = ServiceProcess(
+        tmp_path / "svc", model_dir, "--min-workers", "1", "--max-workers", "1",
+        env={"IMGREC_VISIBILITY_TIMEOUT": "3", "IMGREC_MAX_BATCH": "2"},
+    )
+    variants = photo_variants(16)
+    try:
+        (first,) = wait_until(svc.worker_pids, 30, what="the worker")
+
+        async def send_all():
+            async with httpx.AsyncClient(timeout=120) as client:
+                return await asyncio.gather(*(client.post(svc.url + "/", files={"myfile": (n, d, "image/jpeg")})
+                                              for n, d in variants.items()))
+
+        async def hang_it_meanwhile():
+            sent = asyncio.ensure_future(send_all())
+            await asyncio.sleep(0.3)
+            os.kill(first, signal.SIGSTOP)  # stopped holding messages: its heartbeat goes silent
+            return await sent
+
+        answers = asyncio.run(hang_it_meanwhile())
+        assert [a.status_code for a in answers] == [200] * len(variants), [a.text for a in answers if a.status_code != 200]
+        assert first not in svc.worker_pids()
+        wait_until(lambda: svc.status()["hung_workers_replaced"] >= 1, 15, 0.5, "the replacement in the status")
+        assert f"worker pid {first} is silent" in svc.log.read_text()
+    finally:
+        try:
+            os.kill(first, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        assert svc.stop() == 0
+
+
+def test_no_model_is_one_line_a_status_entry_and_no_worker(tmp_path, model_dir):
+    empty = tmp_path / "no-model"
+    env = service_env(tmp_path, empty, scale_in_delay=30)
+    web = WebPart(tmp_path / "web.log", env)
+    scaler = Part(tmp_path / "autoscaler.log", env, "autoscaler", "--max-workers", "1")
+    try:
+        assert httpx.post(web.url + "/api/v1/jobs", files={"file": CAT}, timeout=30).status_code == 202
+        status = wait_until(lambda: (s := web.status())["problems"] and s, 20, 0.5, "the problem in the status")
+        assert "workers cannot start: no model in" in status["problems"][0] and status["workers"] == 0
+        r = httpx.post(web.url + "/", files={"myfile": CAT}, timeout=30)
+        assert r.status_code == 503 and "cannot classify right now" in r.text, "a waiting client is told at once"
+        log = scaler.log.read_text()
+        assert log.count("workers cannot start") == 1 and "started worker" not in log
+        shutil.copytree(model_dir, empty, dirs_exist_ok=True)  # the operator builds or pulls the model
+        wait_until(lambda: _answers(web.url), 60, 1.0, "workers to start once the model is there")
+        assert "model found" in scaler.log.read_text()
+    finally:
+        scaler.stop()
+        web.stop()
