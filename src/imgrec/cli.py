@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
 
+from imgrec.bench.commands import simulate
 from imgrec.errors import ConfigError
 from imgrec.settings import Settings
 
@@ -26,6 +27,7 @@ model_app = typer.Typer(no_args_is_help=True, help="Build or inspect the ONNX mo
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print ratios against a baseline.")
 app.add_typer(model_app, name="model")
 app.add_typer(bench_app, name="bench")
+app.command("simulate")(simulate)  # its flags live in bench/commands.py, beside the other scaling tools'
 console = Console()
 err = Console(stderr=True)
 
