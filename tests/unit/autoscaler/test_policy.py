@@ -52,6 +52,21 @@ def test_new_work_resets_the_scale_in_timer():
     assert run(ticks) == [4, 4, 4, 4, 4, 0]
 
 
+def test_scale_in_goes_to_the_highest_target_of_the_delay():
+    # 40, then less and less: each target holds until the next tick, and counts for 30 s after.
+    ticks = [(0, 40, 0), (1, 25, 0), (2, 15, 0), (10, 5, 0), (11, 0, 0), (31, 0, 0), (32, 0, 0), (40, 0, 0), (41, 0, 0)]
+    assert run(ticks) == [4, 4, 4, 4, 4, 3, 2, 1, 0]
+
+
+def test_flickering_light_traffic_keeps_its_worker():
+    """A request takes milliseconds, so most ticks of steady light traffic see no work; the
+    target flickers 1, 0, 0, 1, ... The last worker must not go while one tick in 30 s sees work."""
+    ticks = [(t, 1 if t % 20 == 0 else 0, 0) for t in range(0, 200)]
+    assert set(run(ticks)) == {1}
+    after = run(ticks + [(t, 0, 0) for t in range(200, 231)])  # one tick a second: index = time
+    assert after[210] == 1 and after[211] == 0  # 30 s after the last work seen (at 180 s, held until 181)
+
+
 def test_in_flight_work_keeps_workers():
     # The backlog is empty but the workers are busy: never scale them away.
     ticks = [(0, 30, 0)] + [(t, 0, 30) for t in range(1, 100, 10)]
