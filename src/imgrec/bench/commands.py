@@ -64,6 +64,18 @@ def parse_service(text: str):
     return ServiceModel(a, b)
 
 
+def split_policies(text: str) -> list[str]:
+    """`imgrec,imgrec:a=1,b=2,keda` -> imgrec, imgrec:a=1,b=2, keda: a part with `=` and no
+    `:` is one more option of the policy before it (no policy's name has an `=`)."""
+    specs: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if "=" in part and ":" not in part and specs:
+            specs[-1] += "," + part
+        elif part:
+            specs.append(part)
+    return specs
+
+
 def simulate(
     ctx: typer.Context, trace: TraceArg = "bursts",
     policies: Annotated[str, typer.Option(help="Comma-separated: imgrec, keda, hpa, ray, fixed:N; each may add "
@@ -86,7 +98,7 @@ def simulate(
     arrivals = load_trace(trace, duration, rate, seed, csv_kind, select, time_scale, rate_scale)
     given = parse_service(service) if service else None
     model, source = scaling.inputs(settings, given, cold_start, scaling.host_cores(settings, cores), remeasure)
-    specs = [p.strip() for p in policies.split(",") if p.strip()]
+    specs = split_policies(policies)
     try:
         results, took = scaling.run_simulation(settings, arrivals, specs, model, slo, json_out, Path(chart) if chart else None)
     except ConfigError as exc:

@@ -40,12 +40,12 @@ def test_simulate_reads_a_csv_and_applies_per_policy_options(tmp_path):
     trace = tmp_path / "counts.csv"
     trace.write_text("count\n" + "\n".join(["5"] * 30 + ["0"] * 60) + "\n")
     out = tmp_path / "out.json"
-    result = invoke("--trace", str(trace), "--csv", "second", "--policies", "imgrec,imgrec:target_per_worker=1",
-                    "--json", str(out), "--chart", "", *GIVEN)
+    result = invoke("--trace", str(trace), "--csv", "second", "--json", str(out), "--chart", "", *GIVEN,
+                    "--policies", "imgrec,imgrec:target_per_worker=1,scale_in_delay=5,keda:cooldown=60,fixed:1")
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["trace"]["requests"] == 150 and data["trace"]["duration_s"] == 90
-    assert set(data["policies"]) == {"imgrec", "imgrec:target_per_worker=1"}
+    assert list(data["policies"]) == ["imgrec", "imgrec:target_per_worker=1,scale_in_delay=5", "keda:cooldown=60", "fixed:1"]
 
 
 def test_simulate_says_what_is_wrong():
