@@ -38,7 +38,7 @@ Port = Annotated[int | None, typer.Option(help="Port [IMGREC_PORT, default 8000]
 MinW = Annotated[int | None, typer.Option(help="Fewest workers [IMGREC_MIN_WORKERS, default 0]")]
 MaxW = Annotated[int | None, typer.Option(help="Most workers [IMGREC_MAX_WORKERS, default: CPU count]")]
 Delay = Annotated[
-    float | None, typer.Option(help="Seconds of lower demand before scaling in [IMGREC_SCALE_IN_DELAY, default 30]")
+    float | None, typer.Option(help="Seconds of lower demand before scaling in [IMGREC_SCALE_IN_DELAY, default 10]")
 ]
 # `--idle-timeout` once meant the scale-in delay for `up` and `autoscaler`; it still
 # does there, hidden, so that existing scripts keep working.

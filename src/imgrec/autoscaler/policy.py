@@ -1,14 +1,17 @@
 """The scaling policy: a pure function of a snapshot, the config and its own state.
 
     target  = clamp(ceil((backlog + in_flight) / target_per_worker), min, max)
-    desired = the highest target of the last `scale_in_delay` seconds
+    desired = the highest target of the last `scale_in_delay` seconds,
+              and at least 1 until no work was seen for `scale_to_zero_delay`
 
 So it scales out at once (a single waiting message starts a worker) and in only to
-what the whole delay needed. `imgrec simulate` showed why: under light traffic the
-target flickers between 0 and 1 from tick to tick (a request takes a few
-milliseconds, a tick sees few of them), and scaling in to one tick's target stopped
-the last worker while requests still came, a cold start every half minute. No
-clock is read here: `now` comes in the snapshot, so tests step time tick by tick.
+what the whole delay needed. Both rules come from `imgrec simulate`: under light
+traffic the target flickers between 0 and 1 from tick to tick (a request takes a
+few milliseconds, a tick sees few of them), and scaling in to one tick's target
+stopped the last worker while requests still came, a cold start every half minute;
+and the step to zero, the one the next request pays a cold start for, is worth
+waiting longer for than the others. No clock is read here: `now` comes in the
+snapshot, so tests step time tick by tick.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ class ScalingConfig:
     max_workers: int
     target_per_worker: int
     scale_in_delay: float
+    scale_to_zero_delay: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScalingConfig:
-        return cls(settings.min_workers, settings.max_workers, settings.target_per_worker, settings.scale_in_delay)
+        return cls(settings.min_workers, settings.max_workers, settings.target_per_worker, settings.scale_in_delay,
+                   settings.scale_to_zero_delay)
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_workers <= self.max_workers:
@@ -56,6 +61,7 @@ class PolicyState:
     # The targets of the last `scale_in_delay` seconds that can still decide, each with
     # the time it held until: highest and oldest first (an older, lower one never will).
     recent: tuple[tuple[int, float], ...] = ()
+    last_work: float | None = None  # until when the snapshots last showed any work
 
 
 def target(snapshot: Snapshot, config: ScalingConfig) -> int:
@@ -72,5 +78,10 @@ def decide(snapshot: Snapshot, state: PolicyState, config: ScalingConfig) -> Pol
     cutoff = now - config.scale_in_delay
     kept = [(w, until) for w, until in recent if w > want and until > cutoff]
     kept.append((want, now))
-    desired = max(config.min_workers, min(config.max_workers, kept[0][0]))  # config may have changed
-    return PolicyState(desired, tuple(kept))
+    held = bool(state.recent) and state.recent[-1][0] > 0  # the last tick's work held until now
+    last_work = now if snapshot.backlog + snapshot.in_flight or held else state.last_work
+    desired = kept[0][0]
+    if desired == 0 and last_work is not None and now - last_work < config.scale_to_zero_delay:
+        desired = 1
+    desired = max(config.min_workers, min(config.max_workers, desired))  # config may have changed
+    return PolicyState(desired, tuple(kept), last_work)

@@ -7,7 +7,7 @@ import pytest
 from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide, target
 from imgrec.errors import ConfigError
 
-CFG = ScalingConfig(min_workers=0, max_workers=4, target_per_worker=10, scale_in_delay=30.0)
+CFG = ScalingConfig(min_workers=0, max_workers=4, target_per_worker=10, scale_in_delay=30.0, scale_to_zero_delay=0.0)
 
 
 def run(ticks, config=CFG, state=PolicyState()):
@@ -21,7 +21,7 @@ def run(ticks, config=CFG, state=PolicyState()):
 
 def test_idle_stays_at_min():
     assert run([(t, 0, 0) for t in range(5)]) == [0] * 5
-    assert run([(t, 0, 0) for t in range(5)], ScalingConfig(1, 4, 10, 30)) == [1] * 5
+    assert run([(t, 0, 0) for t in range(5)], ScalingConfig(1, 4, 10, 30, 0)) == [1] * 5
 
 
 def test_one_message_starts_a_worker_at_once():
@@ -67,6 +67,26 @@ def test_flickering_light_traffic_keeps_its_worker():
     assert after[210] == 1 and after[211] == 0  # 30 s after the last work seen (at 180 s, held until 181)
 
 
+def test_the_last_worker_waits_for_the_scale_to_zero_delay():
+    config = ScalingConfig(0, 4, 10, scale_in_delay=10, scale_to_zero_delay=60)
+    ticks = [(0, 40, 0), (1, 0, 0), (11, 0, 0), (60, 0, 0), (60.9, 0, 0), (61, 0, 0)]
+    # 4 -> 1 after 10 s (the usual delay); 1 -> 0 only 60 s after work was last seen (t=0).
+    assert run(ticks, config) == [4, 4, 1, 1, 1, 0]
+
+
+def test_work_seen_now_and_then_keeps_the_last_worker():
+    config = ScalingConfig(0, 4, 10, scale_in_delay=10, scale_to_zero_delay=60)
+    ticks = [(t, 1 if t % 45 == 0 else 0, 0) for t in range(0, 300)]  # one tick in 45 sees a request
+    assert set(run(ticks, config)) == {1}
+    assert set(run(ticks, CFG)) == {0, 1}  # with no longer delay for the last step, it goes and comes
+
+
+def test_a_short_scale_to_zero_delay_changes_nothing():
+    short = ScalingConfig(0, 4, 10, scale_in_delay=30, scale_to_zero_delay=5)
+    ticks = [(0, 40, 0)] + [(t, 0, 0) for t in (1, 10, 20, 30, 30.9, 31, 32)]
+    assert run(ticks, short) == run(ticks) == [4, 4, 4, 4, 4, 4, 0, 0]
+
+
 def test_in_flight_work_keeps_workers():
     # The backlog is empty but the workers are busy: never scale them away.
     ticks = [(0, 30, 0)] + [(t, 0, 30) for t in range(1, 100, 10)]
@@ -74,11 +94,11 @@ def test_in_flight_work_keeps_workers():
 
 
 def test_config_change_is_applied_to_existing_state():
-    assert run([(0, 0, 0)], ScalingConfig(0, 2, 10, 30), PolicyState(desired=4)) == [2]
+    assert run([(0, 0, 0)], ScalingConfig(0, 2, 10, 30, 0), PolicyState(desired=4)) == [2]
 
 
 def test_bad_config_is_refused():
     with pytest.raises(ConfigError):
-        ScalingConfig(min_workers=3, max_workers=2, target_per_worker=10, scale_in_delay=30)
+        ScalingConfig(min_workers=3, max_workers=2, target_per_worker=10, scale_in_delay=30, scale_to_zero_delay=0)
     with pytest.raises(ConfigError):
-        ScalingConfig(min_workers=0, max_workers=2, target_per_worker=0, scale_in_delay=30)
+        ScalingConfig(min_workers=0, max_workers=2, target_per_worker=0, scale_in_delay=30, scale_to_zero_delay=0)

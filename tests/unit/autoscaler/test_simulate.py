@@ -10,7 +10,8 @@ from imgrec.autoscaler.peers import FixedState, Policy, open_policy
 from imgrec.autoscaler.simulate import ServiceModel, Simulation, WorkerModel, simulate
 from imgrec.settings import Settings
 
-SETTINGS = Settings(max_workers=4, target_per_worker=4, scale_in_delay=30, poll_interval=0.25, min_workers=0)
+SETTINGS = Settings(max_workers=4, target_per_worker=4, scale_in_delay=30, scale_to_zero_delay=0, poll_interval=0.25,
+                    min_workers=0)
 MODEL = WorkerModel(ServiceModel(0.005, 0.01), cold_start=1.0, max_batch=8)
 
 
@@ -41,6 +42,13 @@ def test_imgrec_starts_one_worker_for_one_message_and_scales_in_after_the_delay(
     # (the run notices it is over at the next tick).
     assert r.worker_seconds == pytest.approx(41.5 - 10.25) and r.end == pytest.approx(41.75)
     assert (r.cold_starts, r.scale_events, r.peak_workers) == (1, 2, 1)
+
+
+def test_imgrec_keeps_the_last_worker_for_the_scale_to_zero_delay():
+    settings = SETTINGS.with_overrides(scale_in_delay=10, scale_to_zero_delay=60)
+    r = simulate([10.1], open_policy("imgrec", settings), MODEL, duration=20)
+    # Work was last seen until the tick of 11.5; the last worker stops 60 s later.
+    assert r.worker_seconds == pytest.approx(71.5 - 10.25)
 
 
 def test_imgrec_scales_out_to_work_over_target_and_no_further_than_max():
