@@ -10,8 +10,8 @@ from imgrec.autoscaler.peers import FixedState, Policy, open_policy
 from imgrec.autoscaler.simulate import ServiceModel, Simulation, WorkerModel, simulate
 from imgrec.settings import Settings
 
-SETTINGS = Settings(max_workers=4, target_per_worker=4, scale_in_delay=30, scale_to_zero_delay=0, poll_interval=0.25,
-                    min_workers=0)
+SETTINGS = Settings(max_workers=4, target_per_worker=4, scale_in_delay=30, scale_to_zero_delay=0, scale_in_step=1,
+                    poll_interval=0.25, min_workers=0)
 MODEL = WorkerModel(ServiceModel(0.005, 0.01), cold_start=1.0, max_batch=8)
 
 
