@@ -80,7 +80,7 @@ def simulate(
     ctx: typer.Context, trace: TraceArg = "bursts",
     policies: Annotated[str, typer.Option(help="Comma-separated: imgrec, keda, hpa, ray, fixed:N; each may add "
                                           ":key=value,... e.g. imgrec:scale_in_delay=10")] = "imgrec,keda,hpa,ray",
-    set_: Sets = None, duration: Duration = 3600.0, rate: Rate = 5.0, seed: Seed = 0, csv_kind: CsvKind = "auto",
+    set_: Sets = None, duration: Duration = 3600.0, rate: Rate = 2.0, seed: Seed = 0, csv_kind: CsvKind = "auto",
     select: Select = "", time_scale: TimeScale = 1.0, rate_scale: RateScale = 1.0, service: Service = "",
     cold_start: ColdStart = None, cores: Cores = None, slo: Slo = 1.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here")] = None,
