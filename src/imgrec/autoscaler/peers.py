@@ -224,7 +224,10 @@ def open_policy(spec: str, settings: Settings) -> Policy:
     except ValueError:
         raise ConfigError(f"{spec!r}: options are key=value pairs after the name") from None
     if name == "imgrec":
-        s = settings.with_overrides(**values)
+        try:
+            s = settings.with_overrides(**values)
+        except (TypeError, ValueError) as exc:  # an unknown setting, or pydantic's ValidationError
+            raise ConfigError(f"{spec!r}: {exc}") from None
         config = ScalingConfig.from_settings(s)
         return Policy(spec, decide, config, PolicyState(config.min_workers), s.poll_interval, config.min_workers)
     cap = settings.max_workers

@@ -28,6 +28,7 @@ import numpy as np
 
 from imgrec.autoscaler.peers import Policy
 from imgrec.autoscaler.policy import Snapshot
+from imgrec.errors import ConfigError
 
 INF = math.inf
 
@@ -104,6 +105,8 @@ class Simulation:
 
     def __init__(self, times: Sequence[float], policy: Policy, model: WorkerModel, duration: float,
                  slo: float = 1.0, samples: int = 0, tail: float = 3600.0) -> None:
+        if policy.interval <= 0:
+            raise ConfigError(f"{policy.name}: the poll interval must be positive")
         self.times = np.asarray(times, dtype=float)
         self.policy, self.model, self.duration, self.slo, self.tail = policy, model, duration, slo, tail
         self.every = duration / samples if samples else INF

@@ -104,7 +104,7 @@ def from_counts(counts: np.ndarray, bin_seconds: float, name: str = "counts", se
 
 
 def _numbers(path: Path) -> list[list[str]]:
-    """The rows of a CSV file, without a header line (one whose first cell is not a number)."""
+    """The rows of a CSV file, without a header line (one whose last cell is not a number)."""
     with path.open(newline="") as f:
         rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
     if rows and not _is_number(rows[0][-1]):

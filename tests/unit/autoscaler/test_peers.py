@@ -134,7 +134,8 @@ def test_open_policy_by_name_with_options():
     assert fixed.floor == 3 and fixed.config.workers == 3
 
 
-@pytest.mark.parametrize("spec", ["kubernetes", "fixed:x", "keda:nope=1", "ray:target"])
+@pytest.mark.parametrize("spec", ["kubernetes", "fixed:x", "keda:nope=1", "ray:target", "imgrec:nope=1",
+                                  "imgrec:target_per_worker=many"])
 def test_open_policy_refuses_what_it_does_not_know(spec):
     with pytest.raises(ConfigError):
         open_policy(spec, Settings())
