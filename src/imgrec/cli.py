@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from imgrec.bench.cli import bench_app
+from imgrec.bench.commands import simulate
 from imgrec.errors import ConfigError
 from imgrec.settings import Settings
 
@@ -26,6 +27,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Elastic imag
 model_app = typer.Typer(no_args_is_help=True, help="Build or inspect the ONNX model.")
 app.add_typer(model_app, name="model")
 app.add_typer(bench_app, name="bench")
+app.command("simulate")(simulate)  # its flags live in bench/commands.py, beside the other scaling tools'
 console = Console()
 err = Console(stderr=True)
 
@@ -35,7 +37,7 @@ Port = Annotated[int | None, typer.Option(help="Port [IMGREC_PORT, default 8000]
 MinW = Annotated[int | None, typer.Option(help="Fewest workers [IMGREC_MIN_WORKERS, default 0]")]
 MaxW = Annotated[int | None, typer.Option(help="Most workers [IMGREC_MAX_WORKERS, default: CPU count]")]
 Delay = Annotated[
-    float | None, typer.Option(help="Seconds of lower demand before scaling in [IMGREC_SCALE_IN_DELAY, default 30]")
+    float | None, typer.Option(help="Seconds of lower demand before scaling in [IMGREC_SCALE_IN_DELAY, default 10]")
 ]
 # `--idle-timeout` once meant the scale-in delay for `up` and `autoscaler`; it still
 # does there, hidden, so that existing scripts keep working.

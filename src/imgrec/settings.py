@@ -98,7 +98,9 @@ class Settings(BaseSettings):
         doc="most workers the autoscaler starts", shown="CPU count", default_factory=lambda: os.cpu_count() or 1
     )
     target_per_worker: int = _setting(4, "backlog + in-flight messages per worker")
-    scale_in_delay: float = _setting(30.0, "seconds of lower demand before scaling in")
+    scale_in_delay: float = _setting(10.0, "seconds a lower demand must last before scaling in (to the most it needed)")
+    scale_to_zero_delay: float = _setting(60.0, "seconds without any work before the last worker stops")
+    scale_in_step: float = _setting(0.25, "most of the workers one scale-in stops, as a share (one scale-in a second)")
     poll_interval: float = _setting(0.25, "autoscaler tick, seconds")
 
     @cached_property

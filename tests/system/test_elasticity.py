@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import json
 import os
+import re
 import signal
 import threading
 from pathlib import Path
@@ -25,7 +25,8 @@ def service(tmp_path_factory, model_dir):
     svc = ServiceProcess(
         tmp_path_factory.mktemp("elastic"), model_dir,
         "--min-workers", "0", "--max-workers", "2", "--scale-in-delay", str(IDLE),
-        env={"IMGREC_TARGET_PER_WORKER": "4", "IMGREC_VISIBILITY_TIMEOUT": "3", "IMGREC_MAX_BATCH": "4"},
+        env={"IMGREC_TARGET_PER_WORKER": "4", "IMGREC_VISIBILITY_TIMEOUT": "3", "IMGREC_MAX_BATCH": "4",
+             "IMGREC_SCALE_TO_ZERO_DELAY": str(IDLE)},
     )
     yield svc
     assert svc.stop() == 0, svc.log.read_text()

@@ -48,7 +48,7 @@ def test_flags_override_the_environment(captured, monkeypatch):
 
 def test_idle_timeout_means_the_worker_idle_timeout_for_a_worker(captured):
     s, _ = captured("worker", "--idle-timeout", "11")
-    assert s.worker_idle_timeout == 11.0 and s.scale_in_delay == 30.0
+    assert s.worker_idle_timeout == 11.0 and s.scale_in_delay == 10.0
 
 
 def test_the_old_idle_timeout_of_up_and_autoscaler_still_works(captured):

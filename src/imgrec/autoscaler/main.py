@@ -18,13 +18,14 @@ from imgrec.stores import open_store
 from imgrec.worker.publisher import Publisher
 
 log = logging.getLogger("imgrec.autoscaler")
-# Workers under an autoscaler outlive its scale-in delay, so that it, not they, decides;
+# Workers under an autoscaler outlive its scale-in delays, so that it, not they, decides;
 # they still stop by themselves if the autoscaler is gone.
 WORKER_IDLE_MARGIN = 10.0
 
 
 def worker_settings(settings: Settings) -> Settings:
-    return settings.with_overrides(worker_idle_timeout=settings.scale_in_delay + WORKER_IDLE_MARGIN)
+    longest = max(settings.scale_in_delay, settings.scale_to_zero_delay)
+    return settings.with_overrides(worker_idle_timeout=longest + WORKER_IDLE_MARGIN)
 
 
 def run_autoscaler(settings: Settings) -> None:

@@ -1,22 +1,35 @@
 """The scaling policy: a pure function of a snapshot, the config and its own state.
 
-    desired = clamp(ceil((backlog + in_flight) / target_per_worker), min, max)
+    target  = clamp(ceil((backlog + in_flight) / target_per_worker), min, max)
+    desired = the highest target of the last `scale_in_delay` seconds,
+              and at least 1 until no work was seen for `scale_to_zero_delay`,
+              falling by at most a `scale_in_step` share of the workers a second
 
-Scale out at once (a single waiting message starts a worker); scale in only when
-the lower target has held for `scale_in_delay` seconds. No clock is read here:
-`now` comes in the snapshot, so tests step time tick by tick.
+So it scales out at once (a single waiting message starts a worker) and in only to
+what the whole delay needed, step by step. Each rule comes from `imgrec simulate`:
+- under light traffic the target flickers between 0 and 1 from tick to tick (a
+  request takes a few milliseconds, a tick sees few of them), and scaling in to
+  one tick's target stopped the last worker while requests still came;
+- the step to zero, the one the next request pays a cold start for, is worth
+  waiting longer for than the others;
+- with many workers, the window's maximum can fall far in one tick (20 -> 4) below
+  what the load needs, which then starts them all again: thrash. Smaller steps let
+  the load show itself before too many workers go.
+No clock is read here: `now` comes in the snapshot, so tests step time tick by tick.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from imgrec.errors import ConfigError
 
 if TYPE_CHECKING:
     from imgrec.settings import Settings
+
+STEP_SECONDS = 1.0  # scale_in_step is a share per this many seconds
 
 
 @dataclass(frozen=True)
@@ -27,16 +40,21 @@ class ScalingConfig:
     max_workers: int
     target_per_worker: int
     scale_in_delay: float
+    scale_to_zero_delay: float
+    scale_in_step: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScalingConfig:
-        return cls(settings.min_workers, settings.max_workers, settings.target_per_worker, settings.scale_in_delay)
+        return cls(settings.min_workers, settings.max_workers, settings.target_per_worker, settings.scale_in_delay,
+                   settings.scale_to_zero_delay, settings.scale_in_step)
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_workers <= self.max_workers:
             raise ConfigError("need 0 <= min_workers <= max_workers")
         if self.target_per_worker < 1:
             raise ConfigError("target_per_worker must be at least 1")
+        if not 0 < self.scale_in_step <= 1:
+            raise ConfigError("scale_in_step is a share of the workers: more than 0, at most 1")
 
 
 @dataclass(frozen=True)
@@ -49,7 +67,11 @@ class Snapshot:
 @dataclass(frozen=True)
 class PolicyState:
     desired: int = 0
-    lower_since: float | None = None  # when the target first fell below `desired`
+    # The targets of the last `scale_in_delay` seconds that can still decide, each with
+    # the time it held until: highest and oldest first (an older, lower one never will).
+    recent: tuple[tuple[int, float], ...] = ()
+    last_work: float | None = None  # until when the snapshots last showed any work
+    last_in: float | None = None  # when it last scaled in
 
 
 def target(snapshot: Snapshot, config: ScalingConfig) -> int:
@@ -59,12 +81,29 @@ def target(snapshot: Snapshot, config: ScalingConfig) -> int:
 
 def decide(snapshot: Snapshot, state: PolicyState, config: ScalingConfig) -> PolicyState:
     """The next state; its `desired` is the number of workers there should be now."""
-    want = target(snapshot, config)
-    desired = max(config.min_workers, min(config.max_workers, state.desired))  # config may have changed
-    if want >= desired:
-        return PolicyState(desired=want, lower_since=None)
-    if state.lower_since is None:
-        return replace(state, desired=desired, lower_since=snapshot.now)
-    if snapshot.now - state.lower_since >= config.scale_in_delay:
-        return PolicyState(desired=want, lower_since=None)
-    return replace(state, desired=desired)
+    now = snapshot.now
+    recent = _remember(state, target(snapshot, config), now, config.scale_in_delay)
+    held = bool(state.recent) and state.recent[-1][0] > 0  # the last tick's work held until now
+    last_work = now if snapshot.backlog + snapshot.in_flight or held else state.last_work
+    desired = recent[0][0]  # the highest target of the delay
+    if desired == 0 and last_work is not None and now - last_work < config.scale_to_zero_delay:
+        desired = 1
+    current, desired = _bounded(state.desired, config), _bounded(desired, config)  # config may have changed
+    last_in = state.last_in
+    if desired < current:
+        if last_in is not None and now - last_in < STEP_SECONDS:
+            desired = current
+        else:  # at least one fewer: floor, so that 2 -> 1 and 1 -> 0 are one step each
+            desired, last_in = max(desired, math.floor(current * (1 - config.scale_in_step))), now
+    return PolicyState(desired, recent, last_work, last_in)
+
+
+def _remember(state: PolicyState, want: int, now: float, delay: float) -> tuple[tuple[int, float], ...]:
+    """The targets that can still decide, with `want` (now's) last."""
+    recent = list(state.recent) or [(state.desired, now)]  # the first tick: `desired` held until now
+    recent[-1] = (recent[-1][0], now)  # the last tick's target held until now
+    return (*((w, until) for w, until in recent if w > want and until > now - delay), (want, now))
+
+
+def _bounded(n: int, config: ScalingConfig) -> int:
+    return max(config.min_workers, min(config.max_workers, n))

@@ -62,3 +62,23 @@ def e2e_line(r: dict) -> str:
         f"cold start to first result: {r['cold_start_seconds']:.2f} s; "
         f"lost/5xx/wrong: {r['lost_or_5xx_or_wrong']}; client CPU share {r['main']['client_cpu_share']:.1%}"
     )
+
+
+def simulation_table(results: dict, title: str) -> Table:
+    """One row per policy of `imgrec simulate` (figures as `Result.figures` gives them)."""
+
+    def ms(x: float | None) -> str:
+        return "-" if x is None else f"{x:.0f}"
+
+    rows = []
+    for name, r in results.items():
+        f = r.figures()
+        rows.append([
+            name, f"{f['worker_seconds']:.0f}", ms(f["p50_ms"]), ms(f["p95_ms"]), ms(f["p99_ms"]),
+            f"{f['slo_attainment']:.1%}", str(f["cold_starts"]), str(f["scale_events"]), str(f["peak_workers"]),
+            str(f["rejected"]),
+        ])
+    return _table(
+        title, ["policy", "worker-s", "p50 ms", "p95 ms", "p99 ms", "in SLO", "starts", "events", "peak", "refused"],
+        rows, first_left=True,
+    )

@@ -7,7 +7,8 @@ import pytest
 from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide, target
 from imgrec.errors import ConfigError
 
-CFG = ScalingConfig(min_workers=0, max_workers=4, target_per_worker=10, scale_in_delay=30.0)
+CFG = ScalingConfig(min_workers=0, max_workers=4, target_per_worker=10, scale_in_delay=30.0, scale_to_zero_delay=0.0,
+                    scale_in_step=1.0)
 
 
 def run(ticks, config=CFG, state=PolicyState()):
@@ -21,7 +22,7 @@ def run(ticks, config=CFG, state=PolicyState()):
 
 def test_idle_stays_at_min():
     assert run([(t, 0, 0) for t in range(5)]) == [0] * 5
-    assert run([(t, 0, 0) for t in range(5)], ScalingConfig(1, 4, 10, 30)) == [1] * 5
+    assert run([(t, 0, 0) for t in range(5)], ScalingConfig(1, 4, 10, 30, 0, 1)) == [1] * 5
 
 
 def test_one_message_starts_a_worker_at_once():
@@ -52,6 +53,59 @@ def test_new_work_resets_the_scale_in_timer():
     assert run(ticks) == [4, 4, 4, 4, 4, 0]
 
 
+def test_scale_in_goes_to_the_highest_target_of_the_delay():
+    # 40, then less and less: each target holds until the next tick, and counts for 30 s after.
+    ticks = [(0, 40, 0), (1, 25, 0), (2, 15, 0), (10, 5, 0), (11, 0, 0), (31, 0, 0), (32, 0, 0), (40, 0, 0), (41, 0, 0)]
+    assert run(ticks) == [4, 4, 4, 4, 4, 3, 2, 1, 0]
+
+
+def test_flickering_light_traffic_keeps_its_worker():
+    """A request takes milliseconds, so most ticks of steady light traffic see no work; the
+    target flickers 1, 0, 0, 1, ... The last worker must not go while one tick in 30 s sees work."""
+    ticks = [(t, 1 if t % 20 == 0 else 0, 0) for t in range(0, 200)]
+    assert set(run(ticks)) == {1}
+    after = run(ticks + [(t, 0, 0) for t in range(200, 231)])  # one tick a second: index = time
+    assert after[210] == 1 and after[211] == 0  # 30 s after the last work seen (at 180 s, held until 181)
+
+
+def test_the_last_worker_waits_for_the_scale_to_zero_delay():
+    config = ScalingConfig(0, 4, 10, scale_in_delay=10, scale_to_zero_delay=60, scale_in_step=1)
+    ticks = [(0, 40, 0), (1, 0, 0), (11, 0, 0), (60, 0, 0), (60.9, 0, 0), (61, 0, 0)]
+    # 4 -> 1 after 10 s (the usual delay); 1 -> 0 only 60 s after work was last seen (t=0).
+    assert run(ticks, config) == [4, 4, 1, 1, 1, 0]
+
+
+def test_work_seen_now_and_then_keeps_the_last_worker():
+    config = ScalingConfig(0, 4, 10, scale_in_delay=10, scale_to_zero_delay=60, scale_in_step=1)
+    ticks = [(t, 1 if t % 45 == 0 else 0, 0) for t in range(0, 300)]  # one tick in 45 sees a request
+    assert set(run(ticks, config)) == {1}
+    assert set(run(ticks, CFG)) == {0, 1}  # with no longer delay for the last step, it goes and comes
+
+
+def test_a_short_scale_to_zero_delay_changes_nothing():
+    short = ScalingConfig(0, 4, 10, scale_in_delay=30, scale_to_zero_delay=5, scale_in_step=1)
+    ticks = [(0, 40, 0)] + [(t, 0, 0) for t in (1, 10, 20, 30, 30.9, 31, 32)]
+    assert run(ticks, short) == run(ticks) == [4, 4, 4, 4, 4, 4, 0, 0]
+
+
+def test_scale_in_stops_at_most_a_share_of_the_workers_a_second():
+    config = ScalingConfig(0, 100, 10, scale_in_delay=10, scale_to_zero_delay=0, scale_in_step=0.25)
+    ticks = [(0, 200, 0), (0.25, 0, 0)] + [(10.25 + t / 4, 0, 0) for t in range(40)]  # a tick every 0.25 s
+    out = run(ticks, config)
+    assert out[:2] == [20, 20]  # the 20 of t=0 held until 0.25, so it counts until 10.25
+    # One step a second, each to 3/4 (rounded down, at least one fewer): 20 15 11 8 6 4 3 2 1 0.
+    assert [out[i] for i in range(2, 42, 4)] == [15, 11, 8, 6, 4, 3, 2, 1, 0, 0]
+    assert out[2:6] == [15, 15, 15, 15]  # nothing more within the second
+
+
+def test_a_step_never_goes_below_what_the_delay_needed_nor_holds_scale_out():
+    config = ScalingConfig(0, 100, 10, scale_in_delay=10, scale_to_zero_delay=0, scale_in_step=0.5)
+    ticks = [(0, 200, 0), (10, 150, 0), (20.5, 0, 0), (21, 0, 0), (21.2, 300, 0)]
+    # 20; at 20.5 the window holds 15 (the target of 10..20.5): to 15, not to 10; at 21 held
+    # (within the second); 300 messages start 30 at once, whatever the last scale-in.
+    assert run(ticks, config) == [20, 20, 15, 15, 30]
+
+
 def test_in_flight_work_keeps_workers():
     # The backlog is empty but the workers are busy: never scale them away.
     ticks = [(0, 30, 0)] + [(t, 0, 30) for t in range(1, 100, 10)]
@@ -59,11 +113,15 @@ def test_in_flight_work_keeps_workers():
 
 
 def test_config_change_is_applied_to_existing_state():
-    assert run([(0, 0, 0)], ScalingConfig(0, 2, 10, 30), PolicyState(desired=4)) == [2]
+    assert run([(0, 0, 0)], ScalingConfig(0, 2, 10, 30, 0, 1), PolicyState(desired=4)) == [2]
 
 
 def test_bad_config_is_refused():
     with pytest.raises(ConfigError):
-        ScalingConfig(min_workers=3, max_workers=2, target_per_worker=10, scale_in_delay=30)
+        ScalingConfig(min_workers=3, max_workers=2, target_per_worker=10, scale_in_delay=30, scale_to_zero_delay=0,
+                      scale_in_step=1)
     with pytest.raises(ConfigError):
-        ScalingConfig(min_workers=0, max_workers=2, target_per_worker=0, scale_in_delay=30)
+        ScalingConfig(0, 2, 10, 30, 0, scale_in_step=0)
+    with pytest.raises(ConfigError):
+        ScalingConfig(min_workers=0, max_workers=2, target_per_worker=0, scale_in_delay=30, scale_to_zero_delay=0,
+                      scale_in_step=1)
