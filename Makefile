@@ -6,16 +6,19 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup run test clean redis-server
-setup: $(VENV)/.installed redis-server
+.PHONY: setup run test clean system-packages
+setup: $(VENV)/.installed system-packages
 	$(BIN)/imgrec model build
 
-# The Redis adapter's tests start their own redis-server; it comes from the system.
-redis-server:
-	@command -v redis-server >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
-	  else echo "note: install redis-server (e.g. apt-get install redis-server) to run the Redis tests"; fi; }
+# From the system, for the tests: redis-server (the Redis adapter's tests start their
+# own) and Chromium (the page's tests drive it with Playwright; nothing downloads a browser).
+system-packages:
+	@missing=""; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	    else echo "note: install$$missing (e.g. apt-get install$$missing) to run their tests"; fi; fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

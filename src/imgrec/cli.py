@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +19,7 @@ from rich.progress import Progress
 
 from imgrec.bench.cli import bench_app
 from imgrec.bench.commands import simulate
+from imgrec.client import commands
 from imgrec.errors import ConfigError
 from imgrec.settings import Settings
 
@@ -28,6 +28,8 @@ model_app = typer.Typer(no_args_is_help=True, help="Build or inspect the ONNX mo
 app.add_typer(model_app, name="model")
 app.add_typer(bench_app, name="bench")
 app.command("simulate")(simulate)  # its flags live in bench/commands.py, beside the other scaling tools'
+app.command("classify")(commands.classify)  # these two live in client/commands.py, beside what they use
+app.command("submit")(commands.submit)
 console = Console()
 err = Console(stderr=True)
 
@@ -48,6 +50,7 @@ OldDelay = Annotated[float | None, typer.Option("--idle-timeout", hidden=True)]
 def main(ctx: typer.Context) -> None:
     """Elastic image recognition: upload images, get ImageNet labels back."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     try:
         ctx.obj = Settings()
     except ValidationError as exc:
@@ -59,17 +62,6 @@ def _scale_in(delay: float | None, old: float | None) -> float | None:
     if old is not None:
         err.print("note: --idle-timeout is now --scale-in-delay here (it still works)")
     return delay if delay is not None else old
-
-
-def _classifier(settings: Settings, threads: int = 0):
-    from imgrec.engine import Classifier
-    from imgrec.engine.model import build
-    from imgrec.engine.preprocess import ImageLimits
-
-    build(settings.model_path)  # no-op when the model is already there
-    return Classifier(
-        settings.model_path, threads=threads or os.cpu_count() or 1, limits=ImageLimits.from_settings(settings)
-    )
 
 
 # --- the model and the engine ----------------------------------------------------------
@@ -98,28 +90,6 @@ def model_info(ctx: typer.Context) -> None:
     console.print_json(json.dumps(data))
 
 
-@app.command("classify")
-def classify(
-    ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="Full predictions as JSON")] = False,
-    threads: Threads = 0,
-) -> None:
-    """Classify image files; prints `name:label` lines."""
-    clf = _classifier(ctx.obj, threads)
-    results = clf.classify([f.read_bytes() for f in files])
-    failed = False
-    for f, r in zip(files, results, strict=False):
-        failed |= hasattr(r, "error")
-        if as_json:
-            print(json.dumps({"file": str(f), **r.to_dict()}))
-        elif hasattr(r, "error"):
-            err.print(f"{f.stem}: error: {r.error}")
-        else:
-            print(f"{f.stem}:{r.label}")
-    raise typer.Exit(1 if failed else 0)
-
-
 @app.command("eval")
 def evaluate(
     ctx: typer.Context,
@@ -131,7 +101,7 @@ def evaluate(
     from imgrec.engine.evaluate import evaluate as run_eval
     from imgrec.engine.evaluate import read_labels
 
-    clf = _classifier(ctx.obj, threads)
+    clf = commands.local_classifier(ctx.obj, threads)
     total = len(read_labels(folder))
     with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task("classifying", total=total)

@@ -61,9 +61,10 @@ class BadInput(ImgrecError, ValueError):
 
     status = 400
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, extra: dict | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.extra = extra or {}  # more for a JSON answer, e.g. each refused file's own error
         if status is not None:
             self.status = status
 

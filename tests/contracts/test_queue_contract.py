@@ -127,7 +127,7 @@ def _consume(url: str, out: mp.Queue) -> None:
 
 def test_many_processes_each_message_once(queue_url):
     q = make_queue(queue_url)
-    n = 400
+    n = 200
     # The memory queue lives in one process: its consumers are threads.
     ctx = mp.dummy if queue_url.startswith("memory:") else mp.get_context("spawn")
     out = ctx.Queue()

@@ -67,10 +67,10 @@ def test_bench_e2e_reports_and_charts(tmp_path):
 
     folder = write_folder(tmp_path / "imgs", photo_variants(12))
     out = run("bench", "e2e", str(folder), "--requests", "24", "--concurrency", "8", "--sweep", "1,8",
-              "--out", str(tmp_path / "report"))
+              "--rounds", "1", "--out", str(tmp_path / "report"))
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads((tmp_path / "report" / "e2e.json").read_text())
-    assert report["lost_or_5xx_or_wrong"] == 0 and report["main"]["ok"] == 24
+    assert report["lost_or_5xx_or_wrong"] == 0 and report["main"]["ok"] == 24 and report["rounds"] == 1
     assert report["ratio_to_bare"] > 0 and report["cold_start_seconds"] > 0
     assert set(report["stages_ms_per_image"]) >= {"web.parse", "worker.decode", "worker.inference", "worker.queue_wait"}
     assert [s["concurrency"] for s in report["sweep"]] == [1, 8]

@@ -20,8 +20,8 @@ from images import photo_variants
 from imgrec.testing import ServiceProcess, wait_until
 from servers import SmallDisk, TcpProxy
 
-JOBS, ROUNDS = 30, 3  # 90 jobs: a backlog that outlasts the start of the outage
-OUTAGE_SECONDS = 4.0
+JOBS, ROUNDS = 20, 3  # 60 jobs: a backlog that outlasts the start of the outage
+OUTAGE_SECONDS = 3.0
 
 
 @pytest.fixture(scope="module")

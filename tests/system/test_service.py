@@ -103,7 +103,7 @@ def test_operations_endpoints(service):
         assert name in metrics
     page = httpx.get(service.url + "/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert "/api/v1/jobs" in page.text and "drop" in page.text.lower()
+    assert "/static/app.js" in page.text and "drop" in page.text.lower()
 
 
 # --- bad input: a clear 4xx, nothing stored or queued, never a 5xx ---------------------

@@ -15,9 +15,8 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from imgrec.client.files import IMAGE_SUFFIXES
 from imgrec.engine import Classifier
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 @dataclass

@@ -17,6 +17,7 @@ from imgrec.errors import BackendError, ConfigError, NotFound, aws_error, requir
 from imgrec.store import ObjectStore, check_key
 
 _guard = translating(lambda exc: aws_error(exc, "S3 store"))
+_DELETE_BATCH = 1000  # S3's limit of keys per DeleteObjects request
 
 
 class S3Store(ObjectStore):
@@ -96,8 +97,8 @@ class S3Store(ObjectStore):
 
     @_guard
     def delete_many(self, keys: list[str]) -> None:
-        for start in range(0, len(keys), 1000):  # S3's limit per request
-            chunk = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
+        for start in range(0, len(keys), _DELETE_BATCH):
+            chunk = [{"Key": self._key(k)} for k in keys[start : start + _DELETE_BATCH]]
             response = self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
             if response.get("Errors"):
                 raise BackendError(f"S3 store: {len(response['Errors'])} objects not deleted: {response['Errors'][0]}")

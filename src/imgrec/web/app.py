@@ -15,8 +15,9 @@ from imgrec.messages import REPLY_QUEUE_PREFIX, new_id
 from imgrec.queues import open_queue, request_queue
 from imgrec.settings import Settings
 from imgrec.stores import open_store
-from imgrec.web import errors
+from imgrec.web import errors, pages, results
 from imgrec.web.auth import ApiKeys
+from imgrec.web.history import StatusHistory
 from imgrec.web.intake import Intake
 from imgrec.web.limits import UploadGuard
 from imgrec.web.metrics import RequestMetrics, WebMetrics
@@ -39,16 +40,22 @@ def create_app(settings: Settings) -> FastAPI:
         replies.start()
         intake = Intake(settings, store, requests, replies, metrics)
         readiness = Readiness(store, requests, replies.name)
-        parts = Parts(settings, store, requests, intake, metrics, readiness)
+        history = StatusHistory(lambda: results.status_snapshot(requests, store))
+        parts = Parts(settings, store, requests, intake, metrics, readiness, history)
         metrics.watch_system(parts.status)
         app.state.parts = parts
+        history.start()
         log.info("web tier ready; replies on queue %s", replies.name)
         yield
+        await history.stop()
         replies.stop()
         readiness.forget()
         requests.close()
 
-    app = FastAPI(title="imgrec", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="imgrec", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+        description="Upload images, get ImageNet labels back. See the README for the guarantees and limits.",
+    )
     errors.install(app)
     # Added innermost first: a request meets the catch-all, the metrics, the key check, the upload guard.
     app.add_middleware(
@@ -60,4 +67,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(errors.Unexpected)  # outermost: it sees every exception no one else took
     app.include_router(router)
+    app.include_router(pages.router)
     return app

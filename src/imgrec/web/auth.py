@@ -6,7 +6,10 @@ import hmac
 
 from imgrec.web.errors import send_error
 
-OPEN_PATHS = {"/healthz", "/readyz"}
+# The probes, and what the page needs before it has a key: itself, its files, the
+# documentation, and the limits (which say whether a key is needed).
+OPEN_PATHS = {"/healthz", "/readyz", "/favicon.ico", "/docs", "/openapi.json", "/api/v1/limits"}
+OPEN_PREFIXES = ("/static/", "/docs/")
 
 
 class ApiKeys:
@@ -22,7 +25,7 @@ class ApiKeys:
         return any(hmac.compare_digest(given, k) for k in self.keys)
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIXES):
             return await self.app(scope, receive, send)
         if scope["method"] == "GET" and scope["path"] == "/":
             return await self.app(scope, receive, send)  # the page itself asks for the key

@@ -22,16 +22,18 @@ RETRY_AFTER = 2  # seconds, in 503 and 429 answers
 CLASSIC_PATH = "/"
 
 
-def _body(path: str, method: str, message: str) -> tuple[bytes, str]:
+def _body(path: str, method: str, message: str, extra: dict | None = None) -> tuple[bytes, str]:
     if path == CLASSIC_PATH and method == "POST":
         return (message + "\n").encode(), "text/plain; charset=utf-8"
-    return json.dumps({"detail": message}).encode(), "application/json"
+    return json.dumps({"detail": message, **(extra or {})}).encode(), "application/json"
 
 
-def render(scope_or_request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def render(
+    scope_or_request, status: int, message: str, headers: dict[str, str] | None = None, extra: dict | None = None
+) -> Response:
     """The error answer for a request (or an ASGI scope)."""
     path, method = scope_or_request["path"], scope_or_request["method"]
-    body, ctype = _body(path, method, message)
+    body, ctype = _body(path, method, message, extra)
     return Response(body, status_code=status, media_type=ctype.split(";")[0], headers=headers)
 
 
@@ -55,7 +57,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(BadInput)
     async def bad_input(request: Request, exc: BadInput):
-        return render(request, exc.status, exc.message)
+        return render(request, exc.status, exc.message, extra=exc.extra)
 
     @app.exception_handler(BackendUnavailable)
     async def unavailable(request: Request, exc: BackendUnavailable):

@@ -11,7 +11,7 @@ import time
 
 from imgrec import presence
 from imgrec.errors import Expired, NotFound
-from imgrec.messages import Pending, batch_key, dumps, id_time, input_prefix, pending_key, read_output
+from imgrec.messages import Pending, batch_key, csv_safe, dumps, id_time, input_prefix, pending_key, read_output
 from imgrec.queue import Queue
 from imgrec.store import ObjectStore
 from imgrec.web.uploads import Upload
@@ -99,9 +99,12 @@ def status_snapshot(queue: Queue, store: ObjectStore) -> dict:
     workers = presence.read(store, "worker")
     overseers = [b for role in ("autoscaler", "supervisor") for b in presence.read(store, role)]
     sizes: dict[str, int] = {}
+    stages: dict[str, float] = {}
     for w in workers:
         for k, v in w.batch_sizes.items():
             sizes[k] = sizes.get(k, 0) + v
+        for k, v in w.stage_seconds.items():
+            stages[k] = stages.get(k, 0.0) + v
     counts: dict[str, int] = {}
     for b in overseers:
         for k, v in b.counters.items():
@@ -113,6 +116,7 @@ def status_snapshot(queue: Queue, store: ObjectStore) -> dict:
         "workers": sum(presence.is_alive(w) for w in workers),
         "completed": sum(w.completed for w in workers),
         "batch_sizes": sizes,
+        "stage_seconds": {k: round(v, 3) for k, v in stages.items()},  # summed over images, since the start
         "worker_crashes": counts.get("worker_crashes", 0),
         "hung_workers_replaced": counts.get("hung_workers_replaced", 0),
         "restarts": counts.get("web_restarts", 0) + counts.get("autoscaler_restarts", 0),
@@ -120,21 +124,10 @@ def status_snapshot(queue: Queue, store: ObjectStore) -> dict:
     }
 
 
-# A cell starting with one of these is a formula to a spreadsheet (CSV injection):
-# OWASP's advice is to make it text with a leading single quote.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: object) -> object:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def to_csv(results: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for r in results:
-        writer.writerow({k: csv_cell(v) for k, v in r.items()})
+        writer.writerow({k: csv_safe(v) for k, v in r.items()})
     return buf.getvalue()

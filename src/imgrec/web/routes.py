@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from importlib import resources
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from imgrec import presence
@@ -22,13 +22,34 @@ from imgrec.settings import Settings
 from imgrec.store import ObjectStore
 from imgrec.web import results
 from imgrec.web.errors import render
+from imgrec.web.history import StatusHistory
 from imgrec.web.intake import Intake
 from imgrec.web.metrics import WebMetrics
 from imgrec.web.readiness import Readiness
 
 CLASSIC_FIELDS = ("myfile", "inputFile")
 API_FIELDS = ("file",)
-router = APIRouter()
+# Declared so that the OpenAPI schema (and /docs' "Authorize") knows the keys; the
+# check itself is the ApiKeys middleware, which also guards what FastAPI does not route.
+_KEY = [Security(APIKeyHeader(name="X-API-Key", auto_error=False)), Security(HTTPBearer(auto_error=False))]
+router = APIRouter(dependencies=_KEY)
+
+
+def _errors(*codes: int) -> dict:
+    """OpenAPI for the error answers a route gives (all `{"detail": ...}`)."""
+    why = {
+        400: "no file, an empty one, or a body that is not multipart as announced", 401: "an API key is needed",
+        404: "no such job or batch", 408: "the upload arrived too slowly", 409: "the batch is not finished",
+        410: "the job or batch has expired (IMGREC_RETENTION)", 413: "the body is over the upload limit",
+        415: "not multipart/form-data, or a format that is not accepted", 422: "not an image we can classify",
+        429: "the backlog is full, or too many uploads from this address: retry after Retry-After",
+        503: "the store or queue is unavailable, or no worker can start: retry after Retry-After",
+        504: "no worker answered in time: the results will be at the URLs given",
+    }
+    return {c: {"description": why[c]} for c in codes}
+
+
+UPLOAD_ERRORS = _errors(400, 401, 408, 413, 415, 422, 429, 503)
 
 
 @dataclass
@@ -41,6 +62,7 @@ class Parts:
     intake: Intake
     metrics: WebMetrics
     readiness: Readiness
+    history: StatusHistory
     _looked: tuple[float, bool] = (-1e9, False)
 
     def status(self) -> dict:
@@ -87,7 +109,7 @@ def _id(value: str, what: str) -> str:
 
 @router.post(
     "/", response_class=PlainTextResponse, summary="Classic: one image in 'myfile', answers name:label",
-    openapi_extra=_upload_schema("myfile", many=False),
+    openapi_extra=_upload_schema("myfile", many=False), responses={**UPLOAD_ERRORS, **_errors(504)},
 )
 async def classic(request: Request, p: Parts = Depends(parts)):
     await p.ensure_workers_can_run()
@@ -110,7 +132,7 @@ async def classic(request: Request, p: Parts = Depends(parts)):
 
 @router.post(
     "/api/v1/classify", summary="Classify one or more images (field 'file'); waits for the results",
-    openapi_extra=_upload_schema("file", many=True),
+    openapi_extra=_upload_schema("file", many=True), responses={**UPLOAD_ERRORS, **_errors(504)},
 )
 async def api_classify(request: Request, p: Parts = Depends(parts)):
     await p.ensure_workers_can_run()
@@ -143,6 +165,8 @@ def _timed_out(batch_id: str | None, submitted: list) -> JSONResponse:
 @router.post(
     "/api/v1/jobs", status_code=202, summary="Submit images (field 'file'); answers at once with job ids",
     openapi_extra=_upload_schema("file", many=True),
+    responses={202: {"description": "accepted: a batch id and, for each file, its job or why it was refused"},
+               **UPLOAD_ERRORS},
 )
 async def api_submit(request: Request, p: Parts = Depends(parts)):
     batch_id, submitted = await p.intake.take(
@@ -157,12 +181,15 @@ async def api_submit(request: Request, p: Parts = Depends(parts)):
     return JSONResponse(body, status_code=202)
 
 
-@router.get("/api/v1/jobs/{job_id}", summary="A job's status and result")
+@router.get("/api/v1/jobs/{job_id}", summary="A job's status and result", responses=_errors(401, 404, 410, 503))
 async def api_job(job_id: str, p: Parts = Depends(parts)):
     return await asyncio.to_thread(results.job_status, p.store, _id(job_id, "job"), p.settings.retention)
 
 
-@router.get("/api/v1/batches/{batch_id}", summary="All results of a multi-image upload, in upload order (?format=csv)")
+@router.get(
+    "/api/v1/batches/{batch_id}", summary="All results of a multi-image upload, in upload order (?format=csv)",
+    responses=_errors(400, 401, 404, 409, 410, 503),
+)
 async def api_batch(request: Request, batch_id: str, format: str = "json", p: Parts = Depends(parts)):
     _id(batch_id, "batch")
     if format not in ("json", "csv"):
@@ -181,9 +208,24 @@ async def api_batch(request: Request, batch_id: str, format: str = "json", p: Pa
 # --- operations ------------------------------------------------------------------------
 
 
-@router.get("/api/v1/status", summary="Queue depth, in-flight, live workers, dead letters, completed")
+@router.get("/api/v1/status", summary="Queue depth, in-flight, live workers, dead letters, completed, problems")
 async def api_status(p: Parts = Depends(parts)):
     return await asyncio.to_thread(p.status)
+
+
+@router.get("/api/v1/status/history", summary="The last minutes of status samples and scale events (this replica's)")
+async def api_status_history(p: Parts = Depends(parts)):
+    return p.history.view()
+
+
+@router.get("/api/v1/limits", summary="What one request may carry: split uploads to fit these")
+async def api_limits(p: Parts = Depends(parts)):
+    s = p.settings
+    return {
+        "max_upload_bytes": s.max_upload_bytes, "max_files_per_request": s.max_files_per_request,
+        "max_pixels": s.max_pixels, "max_aspect_ratio": s.max_aspect_ratio, "request_timeout": s.request_timeout,
+        "formats": ["JPEG", "PNG", "WebP", "BMP", "GIF", "TIFF"], "api_key_required": bool(s.keys),
+    }
 
 
 @router.get("/healthz", include_in_schema=False)
@@ -204,9 +246,3 @@ async def metrics(p: Parts = Depends(parts)):
     return Response(data, media_type=CONTENT_TYPE_LATEST)
 
 
-PAGE = resources.files("imgrec.web").joinpath("static/index.html").read_text("utf-8")
-
-
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def index():
-    return PAGE

@@ -94,8 +94,10 @@ def check_files(files: list[UploadFile], limits: ImageLimits) -> list[Upload]:
     the first refusal when every file is refused."""
     uploads = [Upload(f.filename, f.file, _check(f, limits)) for f in files]
     refused = [u.error for u in uploads if u.error]
-    if len(refused) == len(uploads):
-        raise refused[0]  # nothing to do: the request as a whole is refused
+    if len(refused) == len(uploads):  # nothing to do: the request as a whole is refused
+        first = refused[0]
+        each = [{"filename": u.filename, "error": u.error.message, "status": u.error.status} for u in uploads]
+        raise BadInput(first.message, first.status, {"files": each} if len(uploads) > 1 else None)
     return uploads
 
 

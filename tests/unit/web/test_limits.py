@@ -97,9 +97,9 @@ def test_csv_cells_cannot_become_formulas(web):
     rows = list(csv.DictReader(io.StringIO(web.client.get(batch_url + "?format=csv").text)))
     assert [r["filename"] for r in rows] == ["'" + n for n in names[:-1]] + ["plain.png", "'=cmd.txt"]
     assert rows[-1]["error"].startswith("'=cmd.txt: not an image")
-    from imgrec.web.results import csv_cell
+    from imgrec.messages import csv_safe
 
-    assert csv_cell("\r=1") == "'\r=1" and csv_cell(282) == 282 and csv_cell("cat") == "cat"
+    assert csv_safe("\r=1") == "'\r=1" and csv_safe(282) == 282 and csv_safe("cat") == "cat"
 
 
 def test_an_expired_job_is_410_an_unknown_one_404(web):

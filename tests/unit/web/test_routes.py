@@ -166,7 +166,8 @@ def test_operations(web):
                  "imgrec_web_stage_seconds", "imgrec_replies_total"):
         assert name in metrics
     page = web.client.get("/")
-    assert "text/html" in page.headers["content-type"] and "/api/v1/jobs" in page.text
+    assert "text/html" in page.headers["content-type"] and "/static/app.js" in page.text
+    assert "/api/v1/jobs" in web.client.get("/static/app.js").text
 
 
 def test_a_bug_is_a_logged_500_with_a_request_id(web, monkeypatch, caplog):
@@ -181,3 +182,30 @@ def test_a_bug_is_a_logged_500_with_a_request_id(web, monkeypatch, caplog):
     assert r.status_code == 500 and request_id in r.json()["detail"]
     assert "unavailable" not in r.text, "a bug does not pass for an outage"
     assert any(request_id in rec.getMessage() and rec.exc_info for rec in caplog.records)
+
+
+def test_limits_docs_and_favicon(make_web):
+    web = make_web(worker=False, api_keys="k1")
+    limits = web.client.get("/api/v1/limits").json()  # open: the page asks it before it has a key
+    assert limits["max_files_per_request"] == 100 and limits["max_upload_bytes"] == 20 * 2**20
+    assert limits["api_key_required"] is True and "JPEG" in limits["formats"]
+    schema = web.client.get("/openapi.json").json()
+    assert {"APIKeyHeader", "HTTPBearer"} <= set(schema["components"]["securitySchemes"])
+    jobs = schema["paths"]["/api/v1/jobs"]["post"]["responses"]
+    assert {"202", "400", "413", "415", "422", "429", "503"} <= set(jobs)
+    docs = web.client.get("/docs").text
+    assert "/docs/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    assert web.client.get("/docs/swagger-ui-bundle.js").status_code == 200
+    assert web.client.get("/favicon.ico").headers["content-type"].startswith("image/svg+xml")
+    assert web.client.get("/static/app.js").status_code == 200
+    assert web.client.get("/static/..%2Fsettings.py").status_code == 404
+    assert web.client.get("/static/nothing.js").status_code == 404
+    assert web.client.get("/api/v1/status").status_code == 401, "the API itself still needs the key"
+
+
+def test_when_every_file_is_refused_each_says_why(web):
+    files = [("file", ("a.png", b"", "image/png")), ("file", ("b.txt", b"text", "text/plain"))]
+    r = web.client.post("/api/v1/jobs", files=files)
+    assert r.status_code == 400
+    assert [(f["filename"], f["status"]) for f in r.json()["files"]] == [("a.png", 400), ("b.txt", 422)]
+    assert "empty" in r.json()["files"][0]["error"] and "not an image" in r.json()["files"][1]["error"]
