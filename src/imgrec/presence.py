@@ -32,10 +32,12 @@ class Presence:
     images, batch sizes and stage times)."""
 
     def __init__(
-        self, store: ObjectStore, role: str, member_id: str, stats: Callable[[], dict] | None = None
+        self, store: ObjectStore, role: str, member_id: str, stats: Callable[[], dict] | None = None,
+        started: float | None = None,
     ) -> None:
         self.store, self.every, self._stats = store, BEAT_SECONDS[role], stats or dict
-        self.beat = Heartbeat(member_id, role, host=socket.gethostname(), pid=os.getpid(), started=time.time())
+        started = time.time() if started is None else started  # a worker's counts its model's loading
+        self.beat = Heartbeat(member_id, role, host=socket.gethostname(), pid=os.getpid(), started=started)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{role}-heartbeat", daemon=True)
 

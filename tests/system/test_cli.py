@@ -76,3 +76,19 @@ def test_bench_e2e_reports_and_charts(tmp_path):
     assert [s["concurrency"] for s in report["sweep"]] == [1, 8]
     assert (tmp_path / "report" / "e2e.png").read_bytes()[:4] == b"\x89PNG"
     assert "ratio" in out.stdout
+
+
+def test_bench_replay_sets_live_figures_beside_the_simulation(tmp_path):
+    """A tiny replay: the report has both sides' figures for the trace (the agreement itself
+    is a benchmark on a quiet machine, recorded in the README)."""
+    import os
+
+    env = {**os.environ, "IMGREC_DATA_DIR": str(tmp_path), "IMGREC_SCALE_IN_DELAY": "1", "IMGREC_SCALE_TO_ZERO_DELAY": "2"}
+    out = subprocess.run([IMGREC, "bench", "replay", "steady", "--duration", "6", "--rate", "3", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads((tmp_path / "replay.json").read_text())
+    steady = report["shapes"]["steady"]
+    assert steady["live"]["answered"] == steady["live"]["requests"] > 0
+    assert steady["live"]["worker_seconds"] > 0 and steady["simulated"]["worker_seconds"] > 0
+    assert set(steady["difference"]) == {"worker_seconds", "p99_ms"} and "agree" in out.stdout

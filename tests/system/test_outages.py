@@ -20,7 +20,7 @@ from images import photo_variants
 from imgrec.testing import ServiceProcess, wait_until
 from servers import SmallDisk, TcpProxy
 
-JOBS, ROUNDS = 20, 3  # 60 jobs: a backlog that outlasts the start of the outage
+JOBS, ROUNDS = 15, 3  # 45 jobs: a backlog that outlasts the start of the outage
 OUTAGE_SECONDS = 3.0
 
 

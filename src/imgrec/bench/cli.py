@@ -72,3 +72,36 @@ def bench_e2e(
         console.print(table)
     console.print(e2e_line(r))
     console.print(f"written: {out / 'e2e.json'}" + (f", {out / 'e2e.png'}" if levels else ""))
+
+
+@bench_app.command("replay")
+def bench_replay(
+    ctx: typer.Context,
+    traces: Annotated[list[str] | None, typer.Argument(help="Shapes (steady, step, spike, diurnal, onoff, bursts) "
+                                                           "or CSV files [default: steady step onoff bursts]")] = None,
+    duration: Annotated[float, typer.Option(help="Seconds a shape lasts")] = 60.0,
+    rate: Annotated[float, typer.Option(help="A shape's mean arrivals per second")] = 6.0,
+    seed: int = 0,
+    time_scale: Annotated[float, typer.Option(help="Multiply a CSV trace's clock (0.1: ten times faster)")] = 1.0,
+    rate_scale: Annotated[float, typer.Option(help="Keep each arrival this many times on average")] = 1.0,
+    images: Annotated[Path | None, typer.Option(help="A folder of images to send (default: sample photographs)")] = None,
+    out: Path = Path("bench-results"),
+) -> None:
+    """Replay short traces against `imgrec up` and set the simulator's prediction beside
+    each: worker-seconds and p99 must agree within 25 %."""
+    from imgrec.bench.commands import load_trace
+    from imgrec.bench.replay import AGREEMENT, replay
+    from imgrec.bench.report import replay_table
+    from imgrec.bench.service_time import sample_photos
+
+    arrivals = [load_trace(t, duration, rate, seed, "auto", "", time_scale, rate_scale)
+                for t in (traces or ["steady", "step", "onoff", "bursts"])]
+    if images:
+        from imgrec.client.files import image_files
+
+        pictures = [(p.name, p.read_bytes()) for p in image_files([images])]
+    else:
+        pictures = [(f"photo{i}.jpg", data) for i, data in enumerate(sample_photos(16))]
+    report = replay(ctx.obj, arrivals, pictures, out)
+    console.print(replay_table(report, AGREEMENT))
+    console.print(f"{report['agreeing_shapes']} of {len(arrivals)} shapes agree; written: {out / 'replay.json'}")

@@ -82,3 +82,21 @@ def simulation_table(results: dict, title: str) -> Table:
         title, ["policy", "worker-s", "p50 ms", "p95 ms", "p99 ms", "in SLO", "starts", "events", "peak", "refused"],
         rows, first_left=True,
     )
+
+
+def replay_table(report: dict, agreement: float) -> Table:
+    m = report["model"]
+    rows = []
+    for name, s in report["shapes"].items():
+        live, sim, diff = s["live"], s["simulated"], s["difference"]
+        rows.append([
+            name, str(live["requests"]), f"{live['worker_seconds']:.0f}", f"{sim['worker_seconds']:.0f}",
+            f"{diff['worker_seconds']:.0%}", f"{live['p99_ms']:.0f}", f"{sim['p99_ms']:.0f}", f"{diff['p99_ms']:.0%}",
+            "yes" if s["agrees"] else "no",
+        ])
+    return _table(
+        f"live imgrec up vs the simulator (batch of n: {m['service_a_ms']} + {m['service_b_ms']}n ms, "
+        f"cold start {m['cold_start_s']} s, {m['source']}); agreement within {agreement:.0%}",
+        ["trace", "requests", "live worker-s", "sim worker-s", "diff", "live p99 ms", "sim p99 ms", "diff", "agrees"],
+        rows, first_left=True,
+    )

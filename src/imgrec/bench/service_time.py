@@ -55,8 +55,9 @@ def measure_service(settings: Settings) -> ServiceModel:
     """Best of `ROUNDS` timings of the classifier on batches of 1, 2, 4, ... max_batch
     (one worker's threads), fitted by least squares."""
     from imgrec.engine import Classifier
+    from imgrec.engine.preprocess import ImageLimits
 
-    clf = Classifier(settings.model_path, threads=settings.intra_op_threads, max_pixels=settings.max_pixels)
+    clf = Classifier(settings.model_path, threads=settings.intra_op_threads, limits=ImageLimits.from_settings(settings))
     photos = sample_photos()
     clf.classify(photos[:2])  # the first runs allocate
     sizes = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= settings.max_batch] or [1]
@@ -78,7 +79,8 @@ def measure_service(settings: Settings) -> ServiceModel:
 def measure_cold_start(settings: Settings, rounds: int = 3) -> float:
     """Median seconds from spawning `imgrec worker` to its "ready" log line (imports,
     model load), on in-memory queue and store so that nothing else is touched."""
-    env = {**os.environ, **settings.to_env(), "IMGREC_QUEUE": "memory://cold-start", "IMGREC_STORE": "memory://cold-start"}
+    env = {**os.environ, **settings.to_env(), "IMGREC_QUEUE": "memory://cold-start", "IMGREC_STORE": "memory://cold-start",
+           "IMGREC_ALLOW_VOLATILE_QUEUE": "1"}
     times = []
     for _ in range(rounds):
         t0 = time.perf_counter()

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import time
 
 from imgrec.engine import Classifier
 from imgrec.engine.preprocess import ImageLimits
@@ -31,6 +32,7 @@ def run_worker(settings: Settings, worker_id: str | None = None) -> None:
     (SIGTERM, SIGINT) or idle for `settings.worker_idle_timeout` seconds."""
     import setproctitle
 
+    born = time.time()
     setproctitle.setproctitle("imgrec worker")
     worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}"
     store = open_store(settings.store_url)
@@ -44,7 +46,8 @@ def run_worker(settings: Settings, worker_id: str | None = None) -> None:
     loop = WorkerLoop(queue, processor, publisher, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms)
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)
-    presence = Presence(store, "worker", worker_id, lambda: {**stats.as_beat(), "progress_at": loop.progress_at}).start()
+    beat = lambda: {**stats.as_beat(), "progress_at": loop.progress_at}  # noqa: E731
+    presence = Presence(store, "worker", worker_id, beat, started=born).start()
     log.info("worker %s ready (model %s)", worker_id, clf.model_id)
     try:
         loop.run(settings.worker_idle_timeout)

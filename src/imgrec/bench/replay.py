@@ -1,0 +1,96 @@
+"""`imgrec bench replay`: a short trace replayed against `imgrec up`, beside what the
+simulator predicts for the same arrivals, settings and machine.
+
+Each request is sent at its arrival time whatever happened to the earlier ones (an
+open loop, as real users arrive), one image per classic `POST /`, and its latency is
+the time to its answer. Worker-seconds come from the workers' heartbeats (each
+worker from its process's start to its stop), counted until the autoscaler has
+scaled back to zero, as the simulation counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from imgrec import presence
+from imgrec.autoscaler.traces import Trace
+from imgrec.bench.scaling import compare, host_cores, inputs
+from imgrec.settings import Settings
+from imgrec.testing import ServiceProcess, wait_until
+
+AGREEMENT = 0.25  # the simulator is accepted within 25 % of the live figures
+
+
+async def _send_all(url: str, times: np.ndarray, images: list[tuple[str, bytes]]) -> list[float | None]:
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+    latencies: list[float | None] = [None] * len(times)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        start = time.perf_counter()
+
+        async def one(i: int) -> None:
+            await asyncio.sleep(max(0.0, start + times[i] - time.perf_counter()))
+            sent = time.perf_counter()
+            name, data = images[i % len(images)]
+            try:
+                r = await client.post(url + "/", files={"myfile": (name, data, "image/jpeg")})
+                if r.status_code == 200:
+                    latencies[i] = time.perf_counter() - sent
+            except httpx.HTTPError:
+                pass  # counted as unanswered
+
+        await asyncio.gather(*(one(i) for i in range(len(times))))
+    return latencies
+
+
+def _worker_seconds(svc: ServiceProcess, since: float) -> tuple[float, int]:
+    """Seconds of every worker since `since` (each from its start to its last beat), and how many."""
+    beats = [b for b in presence.read(svc.store, "worker") if b.id != presence.RETIRED_ID and b.last_seen > since]
+    return sum(b.last_seen - max(b.started, since) for b in beats), len(beats)
+
+
+def replay_live(settings: Settings, trace: Trace, images: list[tuple[str, bytes]], workdir: Path) -> dict:
+    """The trace against `imgrec up` with these settings: its figures, as the simulator's."""
+    env = {k: v for k, v in settings.to_env().items() if k not in ("IMGREC_DATA_DIR", "IMGREC_PORT", "IMGREC_STORE",
+                                                                    "IMGREC_QUEUE")}
+    svc = ServiceProcess(workdir, settings.model_path, env=env)
+    try:
+        wait_until(lambda: svc.status()["workers"] == 0, 60, 0.5, "no worker before the replay")
+        t0 = time.time()
+        latencies = asyncio.run(_send_all(svc.url, trace.times, images))
+        settle = max(settings.scale_in_delay, settings.scale_to_zero_delay) + 30
+        wait_until(lambda: svc.status()["workers"] == 0 and not svc.worker_pids(), settle + 60, 1.0, "scaling back to 0")
+        time.sleep(2.5)  # the last workers' final heartbeats
+        worker_seconds, started = _worker_seconds(svc, t0)
+    finally:
+        svc.stop()
+    answered = np.array([x for x in latencies if x is not None])
+    p50, p95, p99 = (round(float(x) * 1000, 1) for x in np.percentile(answered, [50, 95, 99]))
+    return {"worker_seconds": round(worker_seconds, 1), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99,
+            "cold_starts": started, "requests": len(latencies), "answered": len(answered)}
+
+
+def replay(settings: Settings, traces: list[Trace], images: list[tuple[str, bytes]], out: Path) -> dict:
+    """Each trace live and simulated; the report (also written to out/replay.json)."""
+    model, source = inputs(settings, None, None, host_cores(settings, None))
+    report: dict = {"model": {"service_a_ms": round(model.service.a * 1000, 2), "service_b_ms": round(model.service.b * 1000, 2),
+                              "cold_start_s": round(model.cold_start, 2), "source": source}, "shapes": {}}
+    with tempfile.TemporaryDirectory(prefix="imgrec-replay-") as tmp:
+        for i, trace in enumerate(traces):
+            live = replay_live(settings, trace, images, Path(tmp) / f"run{i}")
+            sim = compare(trace.times, ["imgrec"], settings, model, trace.duration)["imgrec"].figures()
+            close = {k: abs(sim[k] - live[k]) / max(live[k], 1e-9) for k in ("worker_seconds", "p99_ms")}
+            report["shapes"][trace.name] = {
+                "live": live, "simulated": sim, "difference": {k: round(v, 3) for k, v in close.items()},
+                "agrees": all(v <= AGREEMENT for v in close.values()),
+            }
+    report["agreeing_shapes"] = sum(s["agrees"] for s in report["shapes"].values())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "replay.json").write_text(json.dumps(report, indent=1))
+    return report
