@@ -22,6 +22,7 @@ apart.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
@@ -107,35 +108,32 @@ def translating(translate: Translate):
     """Decorate an adapter's methods so that a driver exception leaves them as the
     ImgrecError `translate` gives (None: not a driver exception, let it through)."""
 
-    def convert(exc: Exception) -> Exception:
-        if isinstance(exc, ImgrecError):
-            return exc
-        return translate(exc) or exc
+    @contextlib.contextmanager
+    def translated():
+        try:
+            yield
+        except ImgrecError:
+            raise
+        except Exception as exc:  # an adapter's boundary: translated, or re-raised as it is
+            new = translate(exc)
+            if new is None:
+                raise
+            raise new from exc
 
     def decorator(fn):
         if inspect.isgeneratorfunction(fn):
 
             @functools.wraps(fn)
             def gen(*args, **kwargs):
-                try:
+                with translated():
                     yield from fn(*args, **kwargs)
-                except Exception as exc:  # an adapter's boundary: translated, or re-raised as it is
-                    new = convert(exc)
-                    if new is exc:
-                        raise
-                    raise new from exc
 
             return gen
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            try:
+            with translated():
                 return fn(*args, **kwargs)
-            except Exception as exc:  # an adapter's boundary: translated, or re-raised as it is
-                new = convert(exc)
-                if new is exc:
-                    raise
-                raise new from exc
 
         return wrapper
 
