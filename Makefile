@@ -6,7 +6,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup run test clean system-packages
+.PHONY: setup run test clean system-packages dist
 setup: $(VENV)/.installed system-packages
 	$(BIN)/imgrec model build
 
@@ -33,5 +33,11 @@ run: setup
 test: setup
 	$(BIN)/pytest -q
 
+# A wheel and an sdist in dist/: what a host that serves installs (pip install
+# 'dist/imgrec-<version>-py3-none-any.whl[redis]'), without a checkout or torch.
+dist: $(VENV)/.installed
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,15 +1,21 @@
 """Stand-ins for in-process tests of the worker: a classifier that needs no model, and
 a store that fails on demand. Queues and stores otherwise are the real `memory://`
-adapters (which pass the same contract suites as the durable ones)."""
+adapters (which pass the same contract suites as the durable ones). And a stand-in
+model (a few bytes and a manifest) for the tests of moving models around."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
 from imgrec.engine import Guess, ImageError, Prediction
+from imgrec.engine.model import MANIFEST_FILE, Manifest
 from imgrec.errors import BackendUnavailable
 from imgrec.store import ObjectStore
 
@@ -82,3 +88,27 @@ class FlakyStore(ObjectStore):
     def delete(self, key):
         self._check()
         self.inner.delete(key)
+
+
+def fake_model(
+    folder: Path, content: bytes = b"not really onnx", name: str = "efficientnet-lite0", variant: str = "lite0"
+) -> Manifest:
+    """A model folder as `imgrec model build` leaves one, with `content` for its ONNX file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(content)
+    manifest = Manifest(
+        name,
+        "model.onnx",
+        hashlib.sha256(content).hexdigest(),
+        "input",
+        "NHWC uint8",
+        224,
+        256,
+        (0.5, 0.5, 0.5),
+        (0.5, 0.5, 0.5),
+        [{"index": 0, "wnid": "n0", "label": "thing"}],
+        "a test",
+        variant=variant,
+    )
+    (folder / MANIFEST_FILE).write_text(json.dumps(asdict(manifest)))
+    return manifest

@@ -21,10 +21,11 @@ from imgrec.bench.cli import bench_app
 from imgrec.bench.commands import simulate
 from imgrec.client import commands
 from imgrec.errors import ConfigError
+from imgrec.ops.commands import model_pull, model_push, status
 from imgrec.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Elastic image recognition.")
-model_app = typer.Typer(no_args_is_help=True, help="Build or inspect the ONNX model.")
+model_app = typer.Typer(no_args_is_help=True, help="Build, inspect, push or pull the ONNX model.")
 app.add_typer(model_app, name="model")
 app.add_typer(bench_app, name="bench")
 app.command("simulate")(simulate)  # its flags live in bench/commands.py, beside the other scaling tools'
@@ -67,15 +68,30 @@ def _scale_in(delay: float | None, old: float | None) -> float | None:
 # --- the model and the engine ----------------------------------------------------------
 
 
+Variant = Annotated[str | None, typer.Option(help="lite0, lite0-int8, lite2 or lite2-int8 [IMGREC_MODEL, default lite0]")]
+
+
 @model_app.command("build")
-def model_build(ctx: typer.Context, force: Annotated[bool, typer.Option(help="Rebuild even if present")] = False) -> None:
-    """Export EfficientNet-Lite0 to ONNX in the data directory (idempotent)."""
+def model_build(
+    ctx: typer.Context,
+    variant: Variant = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if present")] = False,
+    calibration: Annotated[int, typer.Option(help="Images an int8 variant is calibrated on [default 256]")] = 0,
+    eval_dir: Annotated[Path | None, typer.Option("--eval", help="Record top-1/top-5 on DIR/labels.csv in the manifest")] = None,
+) -> None:
+    """Export a model variant to ONNX in the data directory (idempotent)."""
     from imgrec.engine.model import build
 
-    path = ctx.obj.model_path
-    manifest, built = build(path, force=force)
+    settings = ctx.obj.with_overrides(model=variant)
+    path = settings.model_path
+    manifest, built = build(path, force=force, variant=settings.model, calibration=calibration, eval_dir=eval_dir)
     verb = "built" if built else "already built"
     console.print(f"{manifest.name} {verb}: {path / manifest.file} sha256={manifest.sha256}")
+    if manifest.accuracy:
+        console.print(
+            f"top-1 {manifest.accuracy['top1']:.2%}, top-5 {manifest.accuracy['top5']:.2%} "
+            f"on {manifest.accuracy['images']} images of {manifest.accuracy['on']}"
+        )
 
 
 @model_app.command("info")
@@ -96,16 +112,21 @@ def evaluate(
     folder: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
     batch_size: int = 16,
     threads: Threads = 0,
+    all_variants: Annotated[bool, typer.Option("--all-variants", help="A table of every variant (built if missing)")] = False,
 ) -> None:
     """Top-1/top-5 accuracy on FOLDER/labels.csv (filename,class_index,...)."""
     from imgrec.engine.evaluate import evaluate as run_eval
     from imgrec.engine.evaluate import read_labels
 
+    if all_variants:
+        commands.eval_all_variants(ctx.obj, folder, batch_size, threads)
+        return
     clf = commands.local_classifier(ctx.obj, threads)
     total = len(read_labels(folder))
     with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task("classifying", total=total)
         report = run_eval(clf, folder, batch_size, lambda n: progress.advance(task, n))
+    print(f"model: {clf.model_id}")
     print(f"images: {report.total}")
     print(f"top-1: {report.top1 / report.total:.4f}")
     print(f"top-5: {report.top5 / report.total:.4f}")
@@ -197,11 +218,12 @@ def worker(
     idle_timeout: Annotated[
         float | None, typer.Option(help="Exit after this many seconds without work [IMGREC_WORKER_IDLE_TIMEOUT, default 30]")
     ] = None,
+    ready_file: Annotated[str | None, typer.Option(help="Write this file once ready [IMGREC_READY_FILE]")] = None,
 ) -> None:
-    """Run one worker process."""
+    """Run one worker process (it pulls the model from the store if it has none)."""
     from imgrec.worker import run_worker
 
-    run_worker(ctx.obj.with_overrides(worker_idle_timeout=idle_timeout))
+    run_worker(ctx.obj.with_overrides(worker_idle_timeout=idle_timeout, ready_file=ready_file))
 
 
 @app.command("autoscaler")
@@ -217,12 +239,17 @@ def autoscaler(
     ))
 
 
+app.command("status")(status)  # it and the next two live in ops/commands.py
+model_app.command("push")(model_push)
+model_app.command("pull")(model_pull)
+
+
 def run() -> None:
     """The console script: a configuration error is one clear line, not a traceback."""
     try:
         app(prog_name="imgrec")
     except ConfigError as exc:
-        err.print(f"imgrec: {exc}")
+        err.print(f"imgrec: {exc}", markup=False, soft_wrap=True)  # one line, and [aws] is no markup
         raise SystemExit(2) from None
 
 

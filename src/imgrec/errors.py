@@ -96,9 +96,40 @@ def require(module: str, extra: str, what: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MissingExtra(
-            f"{what} needs the '{module}' package; install it with: pip install 'imgrec[{extra}]'"
-        ) from None
+        raise MissingExtra(f"{what} needs the '{module}' package; install it with: {install_hint(extra)}") from None
+
+
+def install_hint(extra: str) -> str:
+    """The command that adds an extra to this installation, one that works where the user is:
+    from a checkout (`pip install -e '<checkout>[aws]'`: there is no imgrec to fetch from an
+    index), from a wheel file or a folder pip installed, or else by name."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    beside = Path(sys.executable).parent / "pip"
+    pip = "pip" if shutil.which("pip") == str(beside) else f"{sys.executable} -m pip"
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "src" / "imgrec").is_dir():
+        return f"{pip} install -e '{checkout}[{extra}]'"
+    source = _installed_from()
+    return f"{pip} install '{source or 'imgrec'}[{extra}]'"
+
+
+def _installed_from() -> str | None:
+    """The wheel file or folder pip installed imgrec from, if it is still there (PEP 610)."""
+    import json
+    from importlib import metadata
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    try:
+        direct = json.loads(metadata.distribution("imgrec").read_text("direct_url.json") or "{}")
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+    url = urlparse(direct.get("url", ""))
+    path = Path(unquote(url.path))
+    return str(path) if url.scheme == "file" and path.exists() else None
 
 
 Translate = Callable[[Exception], ImgrecError | None]

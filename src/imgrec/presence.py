@@ -38,6 +38,7 @@ class Presence:
         self.store, self.every, self._stats = store, BEAT_SECONDS[role], stats or dict
         started = time.time() if started is None else started  # a worker's counts its model's loading
         self.beat = Heartbeat(member_id, role, host=socket.gethostname(), pid=os.getpid(), started=started)
+        self.state = "running"  # or "waiting" (e.g. a worker for its model), which each beat says
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{role}-heartbeat", daemon=True)
 
@@ -48,8 +49,9 @@ class Presence:
         except BackendError as exc:
             log.warning("heartbeat of %s not written (%s)", beat.id, exc)
 
-    def start(self) -> Presence:
-        self.write()
+    def start(self, state: str = "running") -> Presence:
+        self.state = state
+        self.write(state)
         self._thread.start()
         return self
 
@@ -68,12 +70,19 @@ class Presence:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
-            self.write()
+            self.write(self.state)
 
 
-def is_alive(beat: Heartbeat, now: float | None = None) -> bool:
+def is_alive(beat: Heartbeat, now: float | None = None, states: tuple[str, ...] = ("running",)) -> bool:
     now = time.time() if now is None else now
-    return beat.state == "running" and now - beat.last_seen < STALE_BEATS * BEAT_SECONDS[beat.role]
+    return beat.state in states and now - beat.last_seen < STALE_BEATS * BEAT_SECONDS[beat.role]
+
+
+def problems(beats: list[Heartbeat]) -> list[str]:
+    """What live members say keeps them from their work: an autoscaler that can start no
+    worker, a worker waiting for its model."""
+    now = time.time()
+    return sorted({b.problem for b in beats if b.problem and is_alive(b, now, ("running", "waiting"))})
 
 
 def read(store: ObjectStore, role: str) -> list[Heartbeat]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +28,8 @@ def _seconds(value: Any) -> Any:
 
 
 Duration = Annotated[float, BeforeValidator(_seconds)]
+# The models `imgrec model build --variant` makes (engine/variants.py says what each is).
+ModelVariant = Literal["lite0", "lite0-int8", "lite2", "lite2-int8"]
 
 
 def _default_data_dir() -> Path:
@@ -52,7 +54,12 @@ class Settings(BaseSettings):
         doc="model, store and queue of the embedded defaults",
         shown="$XDG_DATA_HOME/imgrec (~/.local/share/imgrec)", default_factory=_default_data_dir,
     )
-    model_dir: Path | None = _setting(None, "the ONNX model and its manifest", shown="<data dir>/model")
+    model: ModelVariant = _setting(
+        "lite0", "the model variant served: lite0 (exact fp32), lite0-int8 (quantized, faster), lite2, lite2-int8"
+    )
+    model_dir: Path | None = _setting(
+        None, "the ONNX model and its manifest", shown="<data dir>/model (<data dir>/model-<variant> for the others)"
+    )
     store: str = _setting("", "object store URL: file:///path or s3://bucket/prefix", shown="file://<data dir>/store")
     queue: str = _setting(
         "", "queue URL: sqlite:///path, redis://host:port/db or sqs://prefix", shown="sqlite://<data dir>/queue.sqlite3"
@@ -83,6 +90,11 @@ class Settings(BaseSettings):
     max_receives: int = _setting(5, "deliveries before a message goes to the dead-letter queue")
     worker_idle_timeout: float = _setting(30.0, "a worker run alone exits after this long without work")
     intra_op_threads: int = _setting(1, "onnxruntime threads per worker (workers are processes)")
+    ready_file: str = _setting(
+        "",
+        "a file a worker writes once its model answered a warm-up inference, and removes as it stops (a readiness probe)",
+        shown="(none)",
+    )
     allow_volatile_queue: bool = _setting(
         False, "start on a Redis that keeps nothing on disk (a restart loses accepted jobs; they are sent again)"
     )
@@ -105,7 +117,9 @@ class Settings(BaseSettings):
 
     @cached_property
     def model_path(self) -> Path:
-        return self.model_dir or self.data_dir / "model"
+        if self.model_dir:
+            return self.model_dir
+        return self.data_dir / ("model" if self.model == "lite0" else f"model-{self.model}")
 
     @cached_property
     def store_url(self) -> str:

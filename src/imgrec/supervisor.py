@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 
-from imgrec.engine.model import build
+from imgrec.errors import BackendError, ModelMissing
 from imgrec.messages import REQUEST_QUEUE
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
@@ -53,6 +53,22 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> bo
             return True
         time.sleep(0.1)
     return False
+
+
+def _model(settings: Settings) -> None:
+    """The model here, pulled from the store, or built (with the export extra). Without one,
+    the service still starts: the autoscaler says what is missing, and starts workers once
+    a model is pushed."""
+    from imgrec.engine import registry
+    from imgrec.engine.model import build
+
+    try:
+        registry.obtain(settings.model_path, open_store(settings.store_url), settings.model)
+    except (ModelMissing, BackendError):
+        try:
+            build(settings.model_path, variant=settings.model)
+        except ModelMissing as exc:
+            log.error("no model: %s", exc)
 
 
 RESTART_MAX_DELAY = 30.0
@@ -99,9 +115,9 @@ def run_up(settings: Settings) -> int:
     import setproctitle
 
     setproctitle.setproctitle("imgrec up")
-    build(settings.model_path)  # once, before any worker looks for it
     for line in init_backends(settings):
         log.info(line)
+    _model(settings)  # once, before any worker looks for it
     env = {**os.environ, **settings.to_env()}
     children = [Child("web", env), Child("autoscaler", env)]
     def counters() -> dict:

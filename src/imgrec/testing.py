@@ -59,14 +59,15 @@ def service_env(data_dir: Path, model_dir: Path, **settings) -> dict[str, str]:
 
 
 class Part:
-    """One `imgrec` command in a subprocess, its output in a log file."""
+    """One `imgrec` command in a subprocess, its output in a log file; `program` is the
+    `imgrec` of another installation (e.g. a serving-only venv)."""
 
-    def __init__(self, log: Path, env: dict[str, str], *args: str) -> None:
+    def __init__(self, log: Path, env: dict[str, str], *args: str, program: str = IMGREC) -> None:
         self.log = log
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = log.open("w")
         self.env = env
-        self.proc = subprocess.Popen([IMGREC, *args], env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([program, *args], env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, as an operator or an orchestrator stops it; SIGKILL after `timeout`."""
@@ -84,10 +85,12 @@ class Part:
 class WebPart(Part):
     """`imgrec web` (or `imgrec up`, by `command`) on a free port, ready when it answers."""
 
-    def __init__(self, log: Path, env: dict[str, str], *args: str, command: str = "web", port: int | None = None) -> None:
+    def __init__(
+        self, log: Path, env: dict[str, str], *args: str, command: str = "web", port: int | None = None, program: str = IMGREC
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__(log, env, command, "--port", str(self.port), *args)
+        super().__init__(log, env, command, "--port", str(self.port), *args, program=program)
         wait_until(self._ready, 60, what=f"{command} to start (log: {log})")
 
     def _ready(self) -> bool:

@@ -27,7 +27,9 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while sync_playwright() is open its event loop runs in
+# this thread, and every later test that calls asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
         _missing("chromium", "is not installed (make setup installs it with apt-get)")

@@ -76,6 +76,14 @@ def test_bench_e2e_reports_and_charts(tmp_path):
     assert [s["concurrency"] for s in report["sweep"]] == [1, 8]
     assert (tmp_path / "report" / "e2e.png").read_bytes()[:4] == b"\x89PNG"
     assert "ratio" in out.stdout
+    # CPU accounted: the machine's busy share and CPU per image by process, beside both bare pipelines.
+    assert 0 < report["cpu"]["cpu_busy"] <= 1
+    assert report["cpu"]["cpu_ms_per_image"]["worker"] > 0 and report["cpu"]["cpu_ms_per_image"]["web"] > 0
+    assert [b["cpu_ms_per_image"] > 0 for b in report["bare"].values()] == [True, True]
+    assert list(report["bare"]) == ["plain fp32 (Pillow, no draft)", "engine lite0"]
+    assert [t["target"].split(" ")[0] for t in report["targets"]] == ["lite0", "CPU", "idle", "cold"]
+    assert all(t["passed"] in (True, False) for t in report["targets"])
+    assert "targets" in out.stdout and ("pass" in out.stdout or "FAIL" in out.stdout)
 
 
 def test_bench_replay_sets_live_figures_beside_the_simulation(tmp_path):

@@ -10,6 +10,8 @@ a real outage of the network or of the server's host would.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 
@@ -74,13 +76,26 @@ def start(request, tmp_path, model_dir):
 
 def _run_through_an_outage(svc: ServiceProcess, variants, expected, break_it, heal_it) -> ServiceProcess:
     files = [("file", (n, d, "image/jpeg")) for n, d in variants.items()]
-    jobs = []
-    for _ in range(ROUNDS):
+
+    def post() -> list[dict]:
         r = httpx.post(svc.url + "/api/v1/jobs", files=files, timeout=60)
         assert r.status_code == 202, r.text
-        jobs += r.json()["jobs"]
+        return r.json()["jobs"]
+
+    jobs = post()
     wait_until(lambda: httpx.get(svc.url + jobs[0]["url"]).json()["status"] == "done", 60, 0.02, "the first result")
-    break_it()
+    # The worker is warm. Pause it while the rest of the backlog is queued and the
+    # backend is cut, so the outage meets a backlog however fast this machine is.
+    workers = svc.worker_pids()
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(ROUNDS - 1):
+            jobs += post()
+        break_it()
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
     time.sleep(OUTAGE_SECONDS)
     heal_it()
 

@@ -94,3 +94,57 @@ def test_no_model_is_one_line_a_status_entry_and_no_worker(tmp_path, model_dir):
     finally:
         scaler.stop()
         web.stop()
+
+
+def _shared(tmp_path, host: str) -> dict[str, str]:
+    """A host of its own (data and model directories) on a store and queue others share."""
+    return service_env(
+        tmp_path / host,
+        tmp_path / host / "model",
+        store=(tmp_path / "store").as_uri(),
+        queue=f"sqlite://{tmp_path / 'queue.sqlite3'}",
+        scale_in_delay=30,
+    )
+
+
+def test_a_worker_host_without_a_model_waits_for_one_then_pulls_it(tmp_path, model_dir):
+    from imgrec.engine import registry
+    from imgrec.stores import open_store
+
+    ready = tmp_path / "ready"
+    ready.write_text("left by a worker that died")
+    web = WebPart(tmp_path / "web.log", _shared(tmp_path, "web-host"))
+    worker = Part(
+        tmp_path / "worker.log", _shared(tmp_path, "worker-host"), "worker", "--idle-timeout", "120", "--ready-file", str(ready)
+    )
+    try:
+        status = wait_until(lambda: (s := web.status())["problems"] and s, 30, 0.5, "the worker's problem")
+        assert status["problems"][0].startswith("no model in") and "imgrec model push" in status["problems"][0]
+        assert httpx.post(web.url + "/", files={"myfile": CAT}, timeout=30).status_code == 503
+        assert not ready.exists(), "not ready while waiting"
+        registry.push(open_store((tmp_path / "store").as_uri()), model_dir)  # built and pushed elsewhere
+        wait_until(lambda: _answers(web.url), 60, 1.0, "the worker to pull the model and answer")
+        assert web.status()["problems"] == [] and worker.proc.poll() is None
+        assert ready.read_text().startswith("efficientnet-lite0@")
+        log = worker.log.read_text()
+        assert log.count("waiting for a model") == 1 and "pulled from the store" in log
+    finally:
+        worker.stop()
+        web.stop()
+    assert not ready.exists(), "removed as it stops"
+
+
+def test_an_autoscaler_pulls_the_pushed_model_before_starting_workers(tmp_path, model_dir):
+    from imgrec.engine import registry
+    from imgrec.stores import open_store
+
+    registry.push(open_store((tmp_path / "store").as_uri()), model_dir)
+    web = WebPart(tmp_path / "web.log", _shared(tmp_path, "web-host"))
+    scaler = Part(tmp_path / "autoscaler.log", _shared(tmp_path, "worker-host"), "autoscaler", "--max-workers", "1")
+    try:
+        wait_until(lambda: _answers(web.url), 60, 1.0, "a worker with the pulled model")
+        assert (tmp_path / "worker-host" / "model" / "manifest.json").is_file()
+        assert "workers cannot start" not in scaler.log.read_text()
+    finally:
+        scaler.stop()
+        web.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +25,22 @@ from imgrec.stores import open_store
 )
 def test_missing_extra_names_the_install_command(monkeypatch, module, opener, url, extra):
     monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
-    with pytest.raises(MissingExtra, match=rf"pip install 'imgrec\[{extra}\]'"):
+    checkout = Path(__file__).resolve().parents[2]  # these tests run from a checkout: no index has imgrec
+    with pytest.raises(MissingExtra, match=rf"pip install -e '{checkout}\[{extra}\]'$"):
         opener(url)
+
+
+def test_the_install_command_works_from_where_imgrec_was_installed(monkeypatch, tmp_path):
+    from imgrec import errors
+
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "imgrec"
+    monkeypatch.setattr(errors, "__file__", str(site / "errors.py"))  # as if installed, not a checkout
+    wheel = tmp_path / "imgrec-0.1.0-py3-none-any.whl"
+    wheel.touch()
+    monkeypatch.setattr(errors, "_installed_from", lambda: str(wheel))
+    assert errors.install_hint("aws").endswith(f"install '{wheel}[aws]'")
+    monkeypatch.setattr(errors, "_installed_from", lambda: None)  # from an index, by name
+    assert errors.install_hint("redis").endswith("install 'imgrec[redis]'")
 
 
 def test_unknown_urls_say_what_is_supported():
@@ -49,8 +64,6 @@ def test_settings_from_environment(monkeypatch, tmp_path):
 
 def test_readme_configuration_table_matches_the_settings():
     """Every setting, its default and its meaning, exactly as `Settings` has them."""
-    from pathlib import Path
-
     from imgrec.settings import documented
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()

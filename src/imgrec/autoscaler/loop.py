@@ -14,6 +14,7 @@ from imgrec.actuator import Actuator
 from imgrec.autoscaler.housekeeping import Housekeeping
 from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide
 from imgrec.errors import BackendError, ModelMissing
+from imgrec.store import ObjectStore
 
 log = logging.getLogger("imgrec.autoscaler")
 WATCH_SECONDS = 2.0  # how often the workers' heartbeats are looked at
@@ -21,27 +22,56 @@ WATCH_SECONDS = 2.0  # how often the workers' heartbeats are looked at
 
 class ModelCheck:
     """Whether workers here can load a model: no worker is started that could not (it
-    would only crash, again and again). Looked at most every 5 s; a change is logged once."""
+    would only crash, again and again). A missing model is pulled from the store (at most
+    every `pull_every` seconds). Looked at most every 5 s; a change is logged once."""
 
-    def __init__(self, model_dir: Path, every: float = 5.0) -> None:
-        self.model_dir, self.every = model_dir, every
+    def __init__(
+        self,
+        model_dir: Path,
+        store: ObjectStore | None = None,
+        every: float = 5.0,
+        pull_every: float = 30.0,
+        variant: str = "lite0",
+    ) -> None:
+        self.model_dir, self.store, self.every, self.pull_every = model_dir, store, every, pull_every
+        self.variant = variant
         self._seen: tuple[float, str] = (-every, "")
+        self._pulled, self._failed = -pull_every, ""
 
     def problem(self) -> str:
-        from imgrec.engine.model import load_manifest
-
         when, problem = self._seen
         if time.monotonic() - when < self.every:
             return problem
         try:
-            load_manifest(self.model_dir)
+            self._look()
             now = ""
-        except ModelMissing as exc:
+        except (ModelMissing, BackendError) as exc:
             now = f"workers cannot start: {exc}"
         if now != problem:
             (log.error if now else log.info)(now or f"model found in {self.model_dir}; starting workers")
         self._seen = (time.monotonic(), now)
         return now
+
+    def _look(self) -> None:
+        from imgrec.engine import registry
+        from imgrec.engine.model import load_manifest
+
+        try:
+            load_manifest(self.model_dir, variant=self.variant)
+            return
+        except ModelMissing as exc:
+            if self.store is None:
+                raise
+            self._failed = self._failed or str(exc)
+        if time.monotonic() - self._pulled >= self.pull_every:
+            self._pulled = time.monotonic()
+            try:
+                registry.obtain(self.model_dir, self.store, self.variant)
+                self._failed = ""
+                return
+            except (ModelMissing, BackendError) as exc:
+                self._failed = str(exc)
+        raise ModelMissing(self._failed)
 
 
 class Autoscaler:

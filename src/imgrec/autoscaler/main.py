@@ -40,8 +40,10 @@ def run_autoscaler(settings: Settings) -> None:
         queue, publisher, every=max(5.0, settings.visibility_timeout), lost_after=2 * settings.visibility_timeout,
         retention=settings.retention,
     )
-    local = settings.actuator in ("", "local")
-    check = ModelCheck(settings.model_path).problem if local else (lambda: "")
+    # Only workers started here need a model here; `--max-workers 0` (the housekeeping of
+    # a deployment whose workers run elsewhere) starts none.
+    local = settings.actuator in ("", "local") and settings.max_workers > 0
+    check = ModelCheck(settings.model_path, publisher.store, variant=settings.model).problem if local else (lambda: "")
     scaler = Autoscaler(queue, actuator, config, settings.poll_interval, chores, check)
     signal.signal(signal.SIGTERM, scaler.stop)
     signal.signal(signal.SIGINT, scaler.stop)

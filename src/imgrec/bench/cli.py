@@ -61,13 +61,15 @@ def bench_e2e(
     sweep: Annotated[str, typer.Option(help="Concurrency levels for the chart; '' for none")] = "1,8,32,64,128",
     out: Path = Path("bench-results"),
     rounds: Annotated[int, typer.Option(help="Interleaved rounds of service and bare pipeline; the best of each kept")] = 3,
+    model: Annotated[str | None, typer.Option(help="The variant served [IMGREC_MODEL, default lite0]")] = None,
 ) -> None:
-    """Service throughput and latency beside the bare pipeline, per-stage times, cold start."""
+    """Service throughput and latency beside the bare pipeline, CPU per image, per-stage times,
+    cold start, and the performance targets as pass/fail rows."""
     from imgrec.bench.e2e import run_e2e
     from imgrec.bench.report import e2e_line, e2e_tables
 
     levels = [int(x) for x in sweep.split(",") if x.strip()]
-    r = run_e2e(ctx.obj, folder, requests, concurrency, levels, out, rounds=rounds)
+    r = run_e2e(ctx.obj.with_overrides(model=model), folder, requests, concurrency, levels, out, rounds=rounds)
     for table in e2e_tables(r, requests, concurrency):
         console.print(table)
     console.print(e2e_line(r))

@@ -13,9 +13,10 @@ import urllib.request
 from pathlib import Path
 
 from imgrec import presence
-from imgrec.bench.engine import IMAGE_SUFFIXES, bench_parallelism
+from imgrec.bench.engine import IMAGE_SUFFIXES
 from imgrec.bench.load import Item, LoadReport, run_load
 from imgrec.engine import Classifier
+from imgrec.errors import require
 from imgrec.settings import Settings
 from imgrec.testing import ServiceProcess, wait_until
 
@@ -94,9 +95,9 @@ def _workers(svc: ServiceProcess) -> int:
     return svc.status()["workers"]
 
 
-def measure_cold_start(model_dir: Path, items: list[Item], workdir: Path) -> float:
+def measure_cold_start(model_dir: Path, items: list[Item], workdir: Path, env: dict | None = None) -> float:
     """Seconds from a request reaching a service with 0 workers to its answer."""
-    svc = ServiceProcess(workdir / "cold", model_dir, "--max-workers", "1", "--scale-in-delay", "30")
+    svc = ServiceProcess(workdir / "cold", model_dir, "--max-workers", "1", "--scale-in-delay", "30", env=env)
     try:
         wait_until(lambda: _workers(svc) == 0, 30, what="0 workers")
         report = run_load(svc.url, items[:1], 1, 1, API)
@@ -107,24 +108,53 @@ def measure_cold_start(model_dir: Path, items: list[Item], workdir: Path) -> flo
         svc.stop()
 
 
+def fp32_counterpart(settings: Settings) -> Path:
+    """The fp32 model of the served variant's architecture: the plain pipeline's model."""
+    from imgrec.engine.model import load_manifest
+
+    fp32 = settings.with_overrides(model=settings.model.removesuffix("-int8"))
+    load_manifest(fp32.model_path, variant=fp32.model)  # ModelMissing says how to build it
+    return fp32.model_path
+
+
 def run_e2e(
     settings: Settings, folder: Path, requests: int, concurrency: int, sweep: list[int], out_dir: Path, rounds: int = 3
 ) -> dict:
     """The main comparison runs in `rounds` interleaved rounds (bare, service, bare, ...)
     and keeps each side's best: on a shared machine noise only ever slows a round down."""
-    model_dir = settings.model_path
+    from imgrec.bench.cpu import CpuSample, account
+    from imgrec.bench.engine import engine_bare, plain_bare
+    from imgrec.bench.targets import targets
+    from imgrec.engine.model import load_manifest
+
+    model_dir, plain_dir = settings.model_path, fp32_counterpart(settings)
+    plain_onnx = plain_dir / load_manifest(plain_dir).file
     cores = os.cpu_count() or 1
     items = load_items(folder, model_dir)
     images = [i.data for i in items]
-    report: dict = {"machine": {"cores": cores}, "images": len(items), "requests": requests, "rounds": rounds}
-    report["bare_layouts"] = {k: round(v, 2) for k, v in bench_parallelism(model_dir, images, cores).items()}
+    report: dict = {
+        "machine": {"cores": cores},
+        "model": settings.model,
+        "images": len(items),
+        "requests": requests,
+        "rounds": rounds,
+    }
     report["bare_single_image_ms"] = round(bare_single_ms(model_dir, items), 2)
+    env = {"IMGREC_MODEL": settings.model}
 
     with tempfile.TemporaryDirectory(prefix="imgrec-bench-") as tmp:
         workdir = Path(tmp)
-        report["cold_start_seconds"] = round(measure_cold_start(model_dir, items, workdir), 3)
+        report["cold_start_seconds"] = round(measure_cold_start(model_dir, items, workdir, env), 3)
         svc = ServiceProcess(
-            workdir / "warm", model_dir, "--min-workers", str(cores), "--max-workers", str(cores), "--scale-in-delay", "300"
+            workdir / "warm",
+            model_dir,
+            "--min-workers",
+            str(cores),
+            "--max-workers",
+            str(cores),
+            "--scale-in-delay",
+            "300",
+            env=env,
         )
         try:
             run_load(svc.url, items, cores * 32, cores * 8, API)  # warm-up: every worker started and warm
@@ -133,23 +163,35 @@ def run_e2e(
             report["idle_single_request"] = single.summary()
             report["idle_p50_overhead_ms"] = round(single.percentile(50) - report["bare_single_image_ms"], 2)
 
-            bare_runs, service_runs = [], []
+            plain_runs, engine_runs, service_runs, cpu = [], [], [], []
             before = _snapshot(svc)
             for _ in range(rounds):
-                bare_runs.append(bench_parallelism(model_dir, images, cores, rounds=2)[f"{cores} processes x 1 thread"])
+                plain_runs.append(plain_bare(plain_onnx, images, cores))
+                engine_runs.append(engine_bare(model_dir, images, cores))
+                sample = CpuSample.take(svc.proc.pid)
                 service_runs.append(run_load(svc.url, items, requests, concurrency, API))
+                cpu.append(account(sample, CpuSample.take(svc.proc.pid), service_runs[-1].ok))
             after = _snapshot(svc)
-            main = max(service_runs, key=lambda r: r.images_per_second)
-            report["bare_images_per_second"] = round(max(bare_runs), 2)
-            report["bare_rounds"] = [round(x, 2) for x in bare_runs]
+            best = max(range(rounds), key=lambda i: service_runs[i].images_per_second)
+            main = service_runs[best]
+            plain, engine = max(plain_runs), max(engine_runs)
+            report["bare"] = {
+                name: {"images_per_second": round(rate, 2), "cpu_ms_per_image": round(ms, 3)}
+                for name, (rate, ms) in (("plain fp32 (Pillow, no draft)", plain), (f"engine {settings.model}", engine))
+            }
+            report["bare_images_per_second"] = round(plain[0], 2)
+            report["bare_rounds"] = [round(x[0], 2) for x in plain_runs]
             report["service_rounds"] = [round(r.images_per_second, 2) for r in service_runs]
             report["main"] = main.summary()
+            report["cpu"] = cpu[best]
+            report["cpu_busy_rounds"] = [c["cpu_busy"] for c in cpu]
             report["lost_or_5xx_or_wrong"] = sum(r.lost + r.server_errors + len(r.wrong) for r in service_runs)
             report["stages_ms_per_image"] = stage_breakdown(before, after, sum(r.ok for r in service_runs))
             report["ratio_to_bare"] = round(main.images_per_second / report["bare_images_per_second"], 3)
             report["sweep"] = [run_load(svc.url, items, requests, c, API).summary() for c in sweep]
         finally:
             svc.stop()
+    report["targets"] = targets(report, settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "e2e.json").write_text(json.dumps(report, indent=1))
     if report["sweep"]:
@@ -158,7 +200,7 @@ def run_e2e(
 
 
 def _chart(report: dict, path: Path) -> None:
-    import matplotlib
+    matplotlib = require("matplotlib", "bench", "the chart of imgrec bench e2e")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

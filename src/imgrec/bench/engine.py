@@ -131,8 +131,52 @@ def _overlapped(model_dir: Path, images: list[bytes], batch_size: int, rounds: i
     return rounds * len(images) / (time.perf_counter() - t0)
 
 
-def _throughput_child(args, start, out) -> None:
-    out.put(_throughput(*args, start=start))
+def _plain_throughput(onnx_file: Path, images: list[bytes], batch_size: int, rounds: int, start=None) -> float:
+    """The plain pipeline a user writes (Pillow, no DCT draft) on one thread, images/s."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_file), sess_options=opts, providers=["CPUExecutionProvider"])
+    _plain_loop(session, images[:batch_size], batch_size)  # warm-up
+    if start is not None:
+        start.wait()
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        _plain_loop(session, images, batch_size)
+    return rounds * len(images) / (time.perf_counter() - t0)
+
+
+def _timed(target, args, start, out) -> None:
+    """In a child: images/s of `target`, and the CPU ms per image it spent (all threads)."""
+    cpu = time.process_time()
+    rate = target(*args, start=start)
+    images = args[-1] * len(args[1]) + args[-2]  # rounds x images, and the warm-up batch
+    out.put((rate, 1000 * (time.process_time() - cpu) / images))
+
+
+def per_core(target, args: tuple, cores: int) -> tuple[float, float]:
+    """`cores` processes running `target` together (`args` end with images, batch size,
+    rounds): (images/s summed, CPU ms per image)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Barrier(cores), ctx.Queue()
+    procs = [ctx.Process(target=_timed, args=(target, args, start, out)) for _ in range(cores)]
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(r for r, _ in results), sum(c for _, c in results) / len(results)
+
+
+def plain_bare(onnx_file: Path, images: list[bytes], cores: int, batch_size: int = 8, rounds: int = 2) -> tuple[float, float]:
+    """The plain fp32 pipeline, one single-threaded process per core: (images/s, CPU ms per image)."""
+    return per_core(_plain_throughput, (onnx_file, images, batch_size, rounds), cores)
+
+
+def engine_bare(model_dir: Path, images: list[bytes], cores: int, batch_size: int = 8, rounds: int = 2) -> tuple[float, float]:
+    """The engine's own pipeline, one single-threaded process per core: (images/s, CPU ms per image)."""
+    return per_core(_throughput, (model_dir, images, 1, batch_size, rounds), cores)
 
 
 def bench_parallelism(
@@ -140,20 +184,8 @@ def bench_parallelism(
 ) -> dict[str, float]:
     """Images/s of one process with `cores` intra-op threads vs `cores` single-threaded
     processes (and, with `overlapped`, one process decoding on one thread while it infers on another)."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
     results = {f"1 process x {cores} threads": _throughput(model_dir, images, cores, batch_size, rounds)}
-    start, out = ctx.Barrier(cores), ctx.Queue()
-    procs = [
-        ctx.Process(target=_throughput_child, args=((model_dir, images, 1, batch_size, rounds), start, out))
-        for _ in range(cores)
-    ]
-    for p in procs:
-        p.start()
-    results[f"{cores} processes x 1 thread"] = sum(out.get() for _ in procs)
-    for p in procs:
-        p.join()
+    results[f"{cores} processes x 1 thread"] = engine_bare(model_dir, images, cores, batch_size, rounds)[0]
     if overlapped:
         results["1 process, decode overlapped with inference"] = _overlapped(model_dir, images, batch_size, rounds)
     return results

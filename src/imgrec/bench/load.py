@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imgrec.errors import require
+
 
 @dataclass(frozen=True)
 class Item:
@@ -64,8 +66,7 @@ def _cpu() -> float:
 
 
 async def _run(url: str, items: list[Item], requests: int, concurrency: int, endpoint: str, timeout: float) -> LoadReport:
-    import aiohttp
-
+    aiohttp = require("aiohttp", "bench", "the load client of imgrec bench")
     report = LoadReport(requests, concurrency)
     counter = iter(range(requests))
     connector = aiohttp.TCPConnector(limit=concurrency)

@@ -38,21 +38,38 @@ def parallelism_table(layouts: dict[str, float]) -> Table:
 
 def e2e_tables(r: dict, requests: int, concurrency: int) -> list[Table]:
     main = r["main"]
+    bare_rows = [
+        [name, f"{b['images_per_second']:.1f}", "", "", "", f"{b['cpu_ms_per_image']:.2f}"] for name, b in r["bare"].items()
+    ]
     summary = _table(
-        f"imgrec end to end, {concurrency} clients, {requests} requests (best of {r['rounds']} rounds)",
-        ["", "images/s", "p50 ms", "p95 ms", "p99 ms"],
+        f"imgrec end to end ({r['model']}), {concurrency} clients, {requests} requests (best of {r['rounds']} rounds)",
+        ["", "images/s", "p50 ms", "p95 ms", "p99 ms", "CPU ms/image"],
         [
-            ["service", f"{main['images_per_second']:.1f}", f"{main['p50_ms']:.1f}", f"{main['p95_ms']:.1f}",
-             f"{main['p99_ms']:.1f}"],
-            ["bare pipeline", f"{r['bare_images_per_second']:.1f}", "", "", ""],
-            ["ratio", f"{r['ratio_to_bare']:.3f}x", "", "", ""],
+            [f"service {r['model']}", f"{main['images_per_second']:.1f}", f"{main['p50_ms']:.1f}",
+             f"{main['p95_ms']:.1f}", f"{main['p99_ms']:.1f}", f"{r['cpu']['cpu_ms_per_image_total']:.2f}"],
+            *bare_rows,
+            ["ratio to plain bare", f"{r['ratio_to_bare']:.3f}x", "", "", "", ""],
         ],
+        first_left=True,
+    )
+    cpu = _table(
+        f"CPU during the service rounds: {r['cpu']['cpu_busy']:.1%} busy",
+        ["process", "CPU ms per image"],
+        [[role, f"{ms:.2f}"] for role, ms in r["cpu"]["cpu_ms_per_image"].items()],
+        first_left=True,
     )
     stages = _table(
         "ms per image in each stage (the service's own timings)", ["stage", "ms"],
         [[stage, f"{ms:.2f}"] for stage, ms in r["stages_ms_per_image"].items()], first_left=True,
     )
-    return [summary, stages]
+    verdict = {True: "pass", False: "FAIL", None: "-"}
+    targets = _table(
+        "targets",
+        ["target", "measured", ""],
+        [[t["target"], t["measured"], verdict[t["passed"]]] for t in r["targets"]],
+        first_left=True,
+    )
+    return [summary, cpu, stages, targets]
 
 
 def e2e_line(r: dict) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from imgrec.autoscaler.peers import open_policy
 from imgrec.autoscaler.simulate import Result, ServiceModel, WorkerModel, simulate
 from imgrec.autoscaler.traces import Trace
+from imgrec.errors import require
 from imgrec.settings import Settings
 
 CHART_SAMPLES = 1000
@@ -55,6 +56,8 @@ def run_simulation(settings: Settings, trace: Trace, specs: list[str], model: Wo
                    json_path: Path | None, chart_path: Path | None) -> tuple[dict[str, Result], float]:
     """The runs, the JSON and the chart; and the seconds the simulation itself took."""
     t0 = time.perf_counter()
+    if chart_path:  # before the runs, not after: a missing extra is said at once
+        require("matplotlib", "bench", "the chart (--chart '' for none)")
     results = compare(trace.times, specs, settings, model, trace.duration, slo, CHART_SAMPLES if chart_path else 0)
     took = time.perf_counter() - t0
     if json_path:

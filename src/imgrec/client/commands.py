@@ -68,14 +68,17 @@ def submit(
 
 
 def local_classifier(settings: Settings, threads: int = 0):
-    from imgrec.engine import Classifier
+    from imgrec.engine import Classifier, registry
     from imgrec.engine.model import build
     from imgrec.engine.preprocess import ImageLimits
+    from imgrec.errors import BackendError, ModelMissing
+    from imgrec.stores import open_store
 
-    build(settings.model_path)  # no-op when the model is already there
-    return Classifier(
-        settings.model_path, threads=threads or os.cpu_count() or 1, limits=ImageLimits.from_settings(settings)
-    )
+    try:  # the model here, or the one pushed to the store, or else built (with the export extra)
+        registry.obtain(settings.model_path, open_store(settings.store_url), settings.model)
+    except (ModelMissing, BackendError):
+        build(settings.model_path, variant=settings.model)
+    return Classifier(settings.model_path, threads=threads or os.cpu_count() or 1, limits=ImageLimits.from_settings(settings))
 
 
 def classify(
@@ -111,3 +114,23 @@ def classify(
             done = start + len(chunk)
             bar.update(task, completed=done, failed=failed, rate=done / max(time.monotonic() - started, 1e-6))
     raise typer.Exit(1 if failed else 0)
+
+
+def eval_all_variants(settings: Settings, folder: Path, batch_size: int, threads: int) -> None:
+    """Accuracy and speed of every model variant on FOLDER, as a Markdown table; a
+    variant missing here is pulled from the store or built (the export extra)."""
+    from imgrec.engine.evaluate import evaluate
+    from imgrec.engine.variants import VARIANTS
+
+    print("| variant | top-1 | top-5 | images/s | file MB | vs lite0 |\n|---|---|---|---|---|---|")
+    base = None
+    for key in VARIANTS:
+        clf = local_classifier(settings.with_overrides(model=key), threads)
+        report = evaluate(clf, folder, batch_size)
+        base = base or report.images_per_second
+        size = (clf.model_dir / clf.manifest.file).stat().st_size / 1e6
+        print(
+            f"| {key} | {report.top1 / report.total:.1%} | {report.top5 / report.total:.1%} "
+            f"| {report.images_per_second:.1f} | {size:.1f} | {report.images_per_second / base:.2f}x |",
+            flush=True,
+        )

@@ -1,4 +1,4 @@
-"""The classifier: EfficientNet-Lite0 on onnxruntime, loaded once per process."""
+"""The classifier: an EfficientNet-Lite variant on onnxruntime, loaded once per process."""
 
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ class Classifier:
         limits: ImageLimits = ImageLimits(),
         draft: bool = True,
     ) -> None:
+        self.model_dir = model_dir
         self.manifest: Manifest = load_manifest(model_dir)
         self.limits = limits
         self.draft = draft

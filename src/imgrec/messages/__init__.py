@@ -15,6 +15,7 @@ each; every store key is built in `keys`, so no other module spells a prefix.
     store  replicas/<id>.json    Heartbeat of a web replica (its id is its reply queue)
     store  autoscalers/<id>.json, supervisors/<id>.json   theirs, with counters and problems
     store  health/<id>           a web replica's readiness canary
+    store  models/<name>/...     a pushed model: manifest.json and <sha256>/<file>, never swept
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from imgrec.messages.keys import (  # noqa: F401 - the names, ids and keys are p
     HEALTH,
     HEARTBEATS,
     INPUTS,
+    MODEL_KEYS,
+    MODELS,
     OUTPUTS,
     PENDING,
     REPLY_QUEUE_PREFIX,
@@ -215,6 +218,7 @@ class Heartbeat:
     progress_at: float = 0.0  # a worker's loop last went round (a hung one stops it)
     counters: dict[str, int] = field(default_factory=dict)  # e.g. an autoscaler's worker crashes
     problem: str = ""  # what keeps this member from its work, for a person
+    model: str = ""  # a worker's model, name@sha256 (first 12 digits)
 
     @property
     def key(self) -> str:

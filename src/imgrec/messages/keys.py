@@ -15,6 +15,8 @@ INPUTS, OUTPUTS, PENDING, BATCHES, HEALTH = "inputs/", "outputs/", "pending/", "
 RUNNING = "running/"  # async jobs' markers of earlier versions: swept by retention only
 # Everything the retention sweep may delete when it is old enough.
 SWEPT = (INPUTS, OUTPUTS, PENDING, BATCHES, HEALTH, RUNNING)
+MODELS = "models/"  # + MODEL_KEYS, formatted with a model's name (and its file's sha256 and name)
+MODEL_KEYS = {"manifest": MODELS + "{name}/manifest.json", "file": MODELS + "{name}/{sha256}/{file}"}
 HEARTBEATS = {"worker": "workers/", "web": "replicas/", "autoscaler": "autoscalers/", "supervisor": "supervisors/"}
 
 

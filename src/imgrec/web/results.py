@@ -120,7 +120,7 @@ def status_snapshot(queue: Queue, store: ObjectStore) -> dict:
         "worker_crashes": counts.get("worker_crashes", 0),
         "hung_workers_replaced": counts.get("hung_workers_replaced", 0),
         "restarts": counts.get("web_restarts", 0) + counts.get("autoscaler_restarts", 0),
-        "problems": sorted({b.problem for b in overseers if b.problem and presence.is_alive(b)}),
+        "problems": presence.problems(overseers + workers),
     }
 
 

@@ -70,14 +70,12 @@ class Parts:
 
     async def ensure_workers_can_run(self) -> None:
         """For a client about to wait: refuse at once when no worker runs and the
-        autoscalers say none can start (looked at every few seconds)."""
+        autoscalers (or workers waiting for a model) say why (looked at every few seconds)."""
         now = time.monotonic()
         if now - self._looked[0] > 3.0:
             workers = await asyncio.to_thread(presence.read, self.store, "worker")
             overseers = await asyncio.to_thread(presence.read, self.store, "autoscaler")
-            blocked = not any(presence.is_alive(w) for w in workers) and any(
-                presence.is_alive(b) and b.problem for b in overseers
-            )
+            blocked = not any(presence.is_alive(w) for w in workers) and bool(presence.problems(overseers + workers))
             self._looked = (now, blocked)
         if self._looked[1]:
             raise CannotClassify(

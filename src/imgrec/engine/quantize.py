@@ -1,0 +1,112 @@
+"""Static int8 quantization of an exported model, calibrated on photographs that ship
+in a package, deterministically.
+
+onnxruntime's `quantize_static` in the QDQ format, int8 weights per output channel
+and uint8 activations: the layout its CPU kernels run fastest (VNNI where the CPU
+has it). Activation ranges come from calibration images: scikit-image's sample
+photographs, each seen whole and as seeded random crops and mirror images, made
+exactly as the serving pipeline makes its input (resize the shorter side, crop).
+The same count and seed give the same images, so the same model, on every build.
+Needs the export extra (scikit-image, onnx); serving never imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imgrec.engine.preprocess import resize_shorter
+
+# The photographs among scikit-image's bundled data (no download needed); the grey
+# ones (camera ... moon) are given as RGB, as a grey upload is.
+PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "ihc.png",
+    "camera.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "coins.png",
+    "moon.png",
+)
+SEED = 20261202
+DEFAULT_COUNT = 256
+
+
+def _photos() -> list[Image.Image]:
+    import skimage
+
+    folder = Path(skimage.__file__).parent / "data"
+    return [Image.open(folder / name).convert("RGB") for name in PHOTOS if (folder / name).is_file()]
+
+
+def _input(img: Image.Image, resize: int, crop: int) -> np.ndarray:
+    """The serving pipeline's input for `img`: shorter side to `resize`, centre crop."""
+    rw, rh = resize_shorter(img.size, resize)
+    left, top = int(round((rw - crop) / 2.0)), int(round((rh - crop) / 2.0))
+    resized = img.resize((rw, rh), Image.Resampling.BILINEAR)
+    return np.asarray(resized.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
+
+
+def calibration_images(count: int, resize: int, crop: int, seed: int = SEED) -> list[np.ndarray]:
+    """`count` model inputs: every photograph whole, then seeded crops (30-100 % of the
+    shorter side, anywhere) of them, half mirrored."""
+    photos = _photos()
+    if not photos:
+        raise RuntimeError("scikit-image's sample photographs are missing; install the export extra")
+    rng = np.random.default_rng(seed)
+    out = [_input(p, resize, crop) for p in photos[:count]]
+    while len(out) < count:
+        img = photos[int(rng.integers(len(photos)))]
+        w, h = img.size
+        side = int(min(w, h) * rng.uniform(0.3, 1.0))
+        x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        piece = img.crop((x, y, x + side, y + side))
+        if rng.random() < 0.5:
+            piece = piece.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        out.append(_input(piece, resize, crop))
+    return out
+
+
+def describe(count: int, seed: int = SEED) -> str:
+    """What the manifest records as the calibration."""
+    return f"{count} inputs from scikit-image's {len(PHOTOS)} sample photographs (whole, crops, mirrors; seed {seed}), MinMax"
+
+
+def quantize(fp32_model: Path, out: Path, input_name: str, images: list[np.ndarray], batch: int = 16) -> None:
+    """Write the int8 model of `fp32_model` to `out`, activation ranges from `images`."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter([np.stack(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+        def get_next(self):
+            b = next(self._batches, None)
+            return None if b is None else {input_name: b}
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)  # the quantizer logs a line per rescaled bias at INFO
+    try:
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            prepared = Path(tmp) / "prepared.onnx"
+            quant_pre_process(str(fp32_model), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            )
+    finally:
+        root.setLevel(level)

@@ -1,0 +1,155 @@
+"""`imgrec status`: the deployment at a glance, from the queue and the heartbeats in the
+store, as rich tables or JSON. Reads only: it works from any host with the settings."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from imgrec import presence
+from imgrec.engine.registry import remote_manifest
+from imgrec.errors import ImgrecError
+from imgrec.messages import HEARTBEATS, REQUEST_QUEUE, Heartbeat
+from imgrec.queues import open_queue
+from imgrec.settings import Settings
+from imgrec.stores import open_store
+from imgrec.web.results import status_snapshot
+
+
+def redact(url: str) -> str:
+    """A URL without its password (redis://:secret@host -> redis://:***@host)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
+def _member(b: Heartbeat, now: float) -> dict:
+    state = b.state
+    if state in ("running", "waiting") and not presence.is_alive(b, now, (state,)):
+        state = "silent"  # died without a word (killed, crashed) or cut off
+    return {
+        "id": b.id,
+        "role": b.role,
+        "host": b.host,
+        "pid": b.pid,
+        "state": state,
+        "last_seen": b.last_seen,
+        "started": b.started,
+        "completed": b.completed,
+        "batches": sum(b.batch_sizes.values()),
+        "model": b.model,
+        "problem": b.problem,
+        "counters": b.counters,
+    }
+
+
+def gather(settings: Settings) -> dict:
+    """Everything `imgrec status` shows, as plain data (what `--json` prints)."""
+    store = open_store(settings.store_url)
+    queue = open_queue(settings.queue_url, REQUEST_QUEUE, visibility_timeout=settings.visibility_timeout)
+    now = time.time()
+    view: dict = {
+        "at": now,
+        "store": redact(settings.store_url),
+        "queue": redact(settings.queue_url),
+        "retention_seconds": settings.retention,
+    }
+    try:
+        view["summary"] = status_snapshot(queue, store)
+    finally:
+        queue.close()
+    try:
+        m = remote_manifest(store, settings.model)
+        view["model"] = {"name": m.name, "sha256": m.sha256, "where": "store"}
+    except ImgrecError as exc:
+        view["model"] = {"name": None, "sha256": None, "where": str(exc)}
+    for role in HEARTBEATS:
+        view[role] = [_member(b, now) for b in sorted(presence.read(store, role), key=lambda b: (b.host, b.started))]
+    return view
+
+
+def _ago(then: float, now: float) -> str:
+    if not then:
+        return "-"
+    s = max(0.0, now - then)
+    return f"{s:.0f}s ago" if s < 120 else f"{s / 60:.0f}m ago" if s < 7200 else f"{s / 3600:.0f}h ago"
+
+
+def _retention(seconds: float) -> str:
+    if seconds <= 0:
+        return "kept for ever"
+    return f"{seconds / 86400:g}d" if seconds >= 86400 else f"{seconds / 3600:g}h"
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table | Text:
+    if not rows:
+        return Text(f"{title}: none", style="dim")
+    table = Table(title=title, title_justify="left", expand=False)
+    for c in columns:
+        table.add_column(c, justify="right" if c in ("pid", "done", "batches") else "left")
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
+def render(view: dict) -> Group:
+    now, s, model = view["at"], view["summary"], view["model"]
+    head = Text.assemble(
+        ("store ", "bold"),
+        view["store"],
+        ("  queue ", "bold"),
+        view["queue"],
+        ("  retention ", "bold"),
+        _retention(view["retention_seconds"]),
+        ("\nmodel ", "bold"),
+        f"{model['name']} sha256 {model['sha256']}" if model["sha256"] else model["where"],
+        ("\nqueue ", "bold"),
+        f"{s['queue_depth']} waiting, {s['in_flight']} in flight, {s['dead_letter']} dead letters",
+        ("  workers ", "bold"),
+        f"{s['workers']} running, {s['completed']} images done",
+    )
+    web = _table(
+        "web replicas",
+        ["id", "host", "pid", "state", "last seen"],
+        [[m["id"], m["host"], str(m["pid"]), m["state"], _ago(m["last_seen"], now)] for m in view["web"]],
+    )
+    workers = _table(
+        "workers",
+        ["host", "pid", "state", "done", "batches", "model", "last seen"],
+        [
+            [
+                m["host"] or m["id"],
+                str(m["pid"] or ""),
+                m["state"],
+                str(m["completed"]),
+                str(m["batches"]),
+                m["model"],
+                _ago(m["last_seen"], now),
+            ]
+            for m in view["worker"]
+        ],
+    )
+    overseers = _table(
+        "autoscalers and supervisors",
+        ["role", "host", "pid", "state", "crashes", "hung", "restarts", "last seen"],
+        [
+            [
+                m["role"],
+                m["host"],
+                str(m["pid"]),
+                m["state"],
+                str(m["counters"].get("worker_crashes", 0)),
+                str(m["counters"].get("hung_workers_replaced", 0)),
+                str(sum(v for k, v in m["counters"].items() if k.endswith("_restarts"))),
+                _ago(m["last_seen"], now),
+            ]
+            for m in view["autoscaler"] + view["supervisor"]
+        ],
+    )
+    problems = [Text(f"problem: {p}", style="bold red") for p in s["problems"]]
+    return Group(head, web, workers, overseers, *problems)

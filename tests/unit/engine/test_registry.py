@@ -1,0 +1,100 @@
+"""The model through the store: push once, pull anywhere, nothing damaged ever served.
+
+Small stand-in models (a few bytes and a manifest) keep these fast; the real model
+travels the same way in `system/test_install`."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from fakes import fake_model
+from imgrec.engine import registry
+from imgrec.engine.model import load_manifest
+from imgrec.errors import ModelMissing
+from imgrec.stores import open_store
+
+
+@pytest.fixture
+def store():
+    return open_store(f"memory://{uuid.uuid4().hex}")
+
+
+def test_push_once_pull_anywhere(tmp_path, store):
+    built = fake_model(tmp_path / "built")
+    assert registry.push(store, tmp_path / "built") == (built, True)
+    assert registry.push(store, tmp_path / "built") == (built, False)  # already there: nothing sent
+    assert set(store.list("models/")) == {
+        "models/efficientnet-lite0/manifest.json",
+        f"models/efficientnet-lite0/{built.sha256}/model.onnx",
+    }
+    here = tmp_path / "worker-host" / "model"
+    assert registry.pull(store, here) == (built, True)
+    assert (here / "model.onnx").read_bytes() == b"not really onnx"
+    assert load_manifest(here, verify=True) == built
+    assert registry.pull(store, here) == (built, False)
+
+
+def test_a_new_push_replaces_the_old_and_a_pull_follows_it(tmp_path, store):
+    old = fake_model(tmp_path / "v1", b"version one")
+    registry.push(store, tmp_path / "v1")
+    registry.pull(store, tmp_path / "host")
+    new = fake_model(tmp_path / "v2", b"version two")
+    registry.push(store, tmp_path / "v2")
+    assert not any(old.sha256 in k for k in store.list("models/")), "the old file is removed"
+    assert registry.pull(store, tmp_path / "host") == (new, True)
+    assert (tmp_path / "host" / "model.onnx").read_bytes() == b"version two"
+
+
+def test_a_damaged_download_is_refused_and_nothing_is_left(tmp_path, store):
+    built = fake_model(tmp_path / "built")
+    registry.push(store, tmp_path / "built")
+    store.put(registry.file_key(built), b"not really onnx, bit-flipped")
+    with pytest.raises(ModelMissing, match=r"refused the model in the store: .* \(damaged\); push it again"):
+        registry.pull(store, tmp_path / "host")
+    host = tmp_path / "host"
+    assert not host.exists() or list(host.iterdir()) == []  # no half file, no manifest, no temporary
+
+
+def test_a_damaged_download_never_replaces_a_good_model(tmp_path, store):
+    fake_model(tmp_path / "v1", b"version one")
+    registry.push(store, tmp_path / "v1")
+    registry.pull(store, tmp_path / "host")
+    new = fake_model(tmp_path / "v2", b"version two")
+    registry.push(store, tmp_path / "v2")
+    store.put(registry.file_key(new), b"garbage")
+    with pytest.raises(ModelMissing, match="damaged"):
+        registry.pull(store, tmp_path / "host")
+    assert (tmp_path / "host" / "model.onnx").read_bytes() == b"version one"
+    assert load_manifest(tmp_path / "host", verify=True).sha256 != new.sha256
+
+
+def test_no_model_in_the_store_says_how_to_push_one(tmp_path, store):
+    with pytest.raises(ModelMissing, match=r"no model 'efficientnet-lite0' in the store .*imgrec model push"):
+        registry.pull(store, tmp_path / "host")
+    with pytest.raises(ModelMissing, match=r"^no model in .*host, and no model 'efficientnet-lite0' in the store"):
+        registry.obtain(tmp_path / "host", store)
+
+
+def test_obtain_uses_the_model_here_without_asking_the_store(tmp_path):
+    here = fake_model(tmp_path / "model")
+    nowhere = open_store((tmp_path / "no-store").as_uri())
+    assert registry.obtain(tmp_path / "model", nowhere) == here
+
+
+def test_wait_for_says_the_problem_once_and_takes_the_model_once_pushed(tmp_path, store):
+    heard, stop = [], threading.Event()
+    fake_model(tmp_path / "built")
+    pusher = threading.Timer(0.3, registry.push, (store, tmp_path / "built"))
+    pusher.start()
+    manifest = registry.wait_for(tmp_path / "host", store, stop, heard.append, every=0.05)
+    assert manifest is not None and (tmp_path / "host" / "model.onnx").is_file()
+    assert len(heard) == 2 and heard[0].startswith("no model in") and heard[1] == ""
+
+
+def test_wait_for_ends_when_asked_to_stop(tmp_path, store):
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    assert registry.wait_for(tmp_path / "host", store, stop, lambda _: None, every=0.05) is None
