@@ -137,7 +137,7 @@ def build(
 
             count = calibration or quantize.DEFAULT_COUNT
             images = quantize.calibration_images(count, v.resize_size, v.input_size)
-            quantize.quantize(fp32, Path(tmp) / v.onnx_file, "input", images)
+            quantize.quantize(fp32, Path(tmp) / v.onnx_file, "input", images, STD[0])
             described = quantize.describe(count)
         else:
             os.replace(fp32, Path(tmp) / v.onnx_file)
