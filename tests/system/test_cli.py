@@ -92,7 +92,7 @@ def test_bench_replay_sets_live_figures_beside_the_simulation(tmp_path):
     import os
 
     env = {**os.environ, "IMGREC_DATA_DIR": str(tmp_path), "IMGREC_SCALE_IN_DELAY": "1", "IMGREC_SCALE_TO_ZERO_DELAY": "2"}
-    out = subprocess.run([IMGREC, "bench", "replay", "steady", "--duration", "6", "--rate", "3", "--out", str(tmp_path)],
+    out = subprocess.run([IMGREC, "bench", "replay", "steady", "--duration", "4", "--rate", "3", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads((tmp_path / "replay.json").read_text())
