@@ -103,7 +103,7 @@ def measured(settings: Settings, refresh: bool = False) -> tuple[ServiceModel, f
     """(service model, cold start, where they came from), measured now or read back."""
     from imgrec.engine.model import build
 
-    manifest, _ = build(settings.model_path)  # a no-op when the model is there
+    manifest, _ = build(settings.model_path, variant=settings.model)  # a no-op when the model is there
     key = {"model": manifest.sha256, "threads": settings.intra_op_threads, "max_batch": settings.max_batch,
            "cores": os.cpu_count()}
     path = settings.data_dir / CACHE
