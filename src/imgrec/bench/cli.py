@@ -25,7 +25,7 @@ def bench_engine(ctx: typer.Context, folder: Folder, threads: Threads = 0, round
     from imgrec.bench.report import engine_table, parallelism_table
     from imgrec.engine.model import build
 
-    build(ctx.obj.model_path)  # no-op when the model is already there
+    build(ctx.obj.model_path, variant=ctx.obj.model)  # no-op when the model is already there
     model, images, cores = ctx.obj.model_path, read_images(folder), os.cpu_count() or 1
     console.print(engine_table(run(model, images, threads or cores, rounds=rounds)))
     if cores > 1:

@@ -44,18 +44,19 @@ def read_images(folder: Path) -> list[bytes]:
     return [p.read_bytes() for p in files]
 
 
-def _plain_loop(session: ort.InferenceSession, images: list[bytes], batch_size: int) -> None:
+def _plain_loop(session: ort.InferenceSession, images: list[bytes], batch_size: int, resize: int = 256,
+                crop: int = 224) -> None:
     """What one writes without thinking about speed: Pillow, float math, default session."""
     for start in range(0, len(images), batch_size):
         crops = []
         for data in images[start : start + batch_size]:
             img = Image.open(io.BytesIO(data)).convert("RGB")
             w, h = img.size
-            s = 256 / min(w, h)
+            s = resize / min(w, h)
             img = img.resize((int(w * s), int(h * s)), Image.Resampling.BILINEAR)
             w, h = img.size
-            left, top = round((w - 224) / 2), round((h - 224) / 2)
-            crops.append(np.asarray(img.crop((left, top, left + 224, top + 224)), dtype=np.uint8))
+            left, top = round((w - crop) / 2), round((h - crop) / 2)
+            crops.append(np.asarray(img.crop((left, top, left + crop, top + crop)), dtype=np.uint8))
         session.run(None, {"input": np.stack(crops)})
 
 
@@ -80,7 +81,8 @@ def bench_engine(
     plain = ort.InferenceSession(str(model_dir / clf.manifest.file), providers=["CPUExecutionProvider"])
     n = len(images)
     _engine_loop(clf, images[:8], 8)  # warm-up: first runs allocate
-    _plain_loop(plain, images[:8], 8)
+    sizes = (clf.manifest.resize_size, clf.manifest.input_size)
+    _plain_loop(plain, images[:8], 8, *sizes)
     results = []
     for bs in batch_sizes:
         best_engine, best_plain = (float("inf"),) * 3, float("inf")
@@ -90,7 +92,7 @@ def bench_engine(
             if sum(stages) < sum(best_engine):
                 best_engine = stages
             t0 = time.perf_counter()
-            _plain_loop(plain, images, bs)
+            _plain_loop(plain, images, bs, *sizes)
             best_plain = min(best_plain, time.perf_counter() - t0)
         d, z, i = (1000 * x / n for x in best_engine)
         results.append(StageTimes(bs, d, z, i, 1000 * best_plain / n))
@@ -133,15 +135,18 @@ def _overlapped(model_dir: Path, images: list[bytes], batch_size: int, rounds: i
 
 def _plain_throughput(onnx_file: Path, images: list[bytes], batch_size: int, rounds: int, start=None) -> float:
     """The plain pipeline a user writes (Pillow, no DCT draft) on one thread, images/s."""
+    from imgrec.engine.model import load_manifest
+
+    m = load_manifest(onnx_file.parent)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_file), sess_options=opts, providers=["CPUExecutionProvider"])
-    _plain_loop(session, images[:batch_size], batch_size)  # warm-up
+    _plain_loop(session, images[:batch_size], batch_size, m.resize_size, m.input_size)  # warm-up
     if start is not None:
         start.wait()
     t0 = time.perf_counter()
     for _ in range(rounds):
-        _plain_loop(session, images, batch_size)
+        _plain_loop(session, images, batch_size, m.resize_size, m.input_size)
     return rounds * len(images) / (time.perf_counter() - t0)
 
 
