@@ -11,7 +11,6 @@ scaled back to zero, as the simulation counts them.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import tempfile
 import time
@@ -22,6 +21,7 @@ import numpy as np
 
 from imgrec import presence
 from imgrec.autoscaler.traces import Trace
+from imgrec.bench.calibrate import calibrate, service_env
 from imgrec.bench.scaling import compare, host_cores, inputs
 from imgrec.settings import Settings
 from imgrec.testing import ServiceProcess, wait_until
@@ -29,7 +29,7 @@ from imgrec.testing import ServiceProcess, wait_until
 AGREEMENT = 0.25  # the simulator is accepted within 25 % of the live figures
 
 
-async def _send_all(url: str, times: np.ndarray, images: list[tuple[str, bytes]]) -> list[float | None]:
+async def send_all(url: str, times: np.ndarray, images: list[tuple[str, bytes]]) -> list[float | None]:
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
     latencies: list[float | None] = [None] * len(times)
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
@@ -56,52 +56,13 @@ def _worker_seconds(svc: ServiceProcess, since: float) -> tuple[float, int]:
     return sum(b.last_seen - max(b.started, since) for b in beats), len(beats)
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    """The settings for a service of its own (its own data, port, store and queue)."""
-    own = ("IMGREC_DATA_DIR", "IMGREC_PORT", "IMGREC_STORE", "IMGREC_QUEUE")
-    return {k: v for k, v in settings.to_env().items() if k not in own}
-
-
-def _post(client: httpx.Client, url: str, image: tuple[str, bytes]) -> float:
-    t0 = time.perf_counter()
-    client.post(url + "/", files={"myfile": (image[0], image[1], "image/jpeg")}).raise_for_status()
-    return time.perf_counter() - t0
-
-
-def calibrate(settings: Settings, images: list[tuple[str, bytes]], model, workdir: Path, starts: int = 3):
-    """The simulated workers, calibrated on the live service with single requests: the
-    seconds a request spends outside the classifier on an idle warm service (HTTP, the
-    store and queue writes and their fsyncs, the reply), and the start-up a request at
-    zero workers waits for (process start, imports, model load, first receive, less
-    the autoscaler's tick, which the simulation has), each the median of a few."""
-    svc = ServiceProcess(workdir / "warm", settings.model_path, "--min-workers", "1", "--max-workers", "1",
-                         env=_env(settings))
-    try:
-        wait_until(lambda: svc.worker_pids(), 60, 0.2, "a warm worker")
-        with httpx.Client(timeout=60) as client:
-            warm = [_post(client, svc.url, images[i % len(images)]) for i in range(25)][5:]
-    finally:
-        svc.stop()
-    overhead = max(0.0, float(np.median(warm)) - model.service.seconds(1))
-    cold = []
-    for i in range(starts):
-        svc = ServiceProcess(workdir / f"cold{i}", settings.model_path, "--max-workers", "1", env=_env(settings))
-        try:
-            with httpx.Client(timeout=60) as client:
-                cold.append(_post(client, svc.url, images[i % len(images)]))
-        finally:
-            svc.stop()
-    start_up = float(np.median(cold)) - overhead - model.service.seconds(1) - settings.poll_interval / 2
-    return dataclasses.replace(model, overhead=overhead, cold_start=max(model.cold_start, start_up))
-
-
 def replay_live(settings: Settings, trace: Trace, images: list[tuple[str, bytes]], workdir: Path) -> dict:
     """The trace against `imgrec up` with these settings: its figures, as the simulator's."""
-    svc = ServiceProcess(workdir, settings.model_path, env=_env(settings))
+    svc = ServiceProcess(workdir, settings.model_path, env=service_env(settings))
     try:
         wait_until(lambda: svc.status()["workers"] == 0, 60, 0.5, "no worker before the replay")
         t0 = time.time()
-        latencies = asyncio.run(_send_all(svc.url, trace.times, images))
+        latencies = asyncio.run(send_all(svc.url, trace.times, images))
         settle = max(settings.scale_in_delay, settings.scale_to_zero_delay) + 30
         wait_until(lambda: svc.status()["workers"] == 0 and not svc.worker_pids(), settle + 60, 1.0, "scaling back to 0")
         time.sleep(2.5)  # the last workers' final heartbeats
@@ -121,7 +82,8 @@ def replay(settings: Settings, traces: list[Trace], images: list[tuple[str, byte
         model = calibrate(settings, images, model, Path(tmp) / "calibration", starts)
         report: dict = {"model": {
             "service_a_ms": round(model.service.a * 1000, 2), "service_b_ms": round(model.service.b * 1000, 2),
-            "cold_start_s": round(model.cold_start, 2), "overhead_ms": round(model.overhead * 1000, 1), "source": source,
+            "cold_start_s": round(model.cold_start, 2), "overhead_ms": round(model.overhead * 1000, 1),
+            "host_cores": model.host_cores and round(model.host_cores, 2), "source": source,
         }, "shapes": {}}
         for i, trace in enumerate(traces):
             live = replay_live(settings, trace, images, Path(tmp) / f"run{i}")
