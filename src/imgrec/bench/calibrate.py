@@ -33,6 +33,30 @@ def service_env(settings: Settings) -> dict[str, str]:
     return {k: v for k, v in settings.to_env().items() if k not in own}
 
 
+async def send_all(url: str, times: np.ndarray, images: list[tuple[str, bytes]]) -> list[float | None]:
+    """Each request sent at its arrival time whatever became of the earlier ones (an open
+    loop, as real users arrive), one image per classic `POST /`: each one's latency, or
+    None when it was not answered with 200."""
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+    latencies: list[float | None] = [None] * len(times)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        start = time.perf_counter()
+
+        async def one(i: int) -> None:
+            await asyncio.sleep(max(0.0, start + times[i] - time.perf_counter()))
+            sent = time.perf_counter()
+            name, data = images[i % len(images)]
+            try:
+                r = await client.post(url + "/", files={"myfile": (name, data, "image/jpeg")})
+                if r.status_code == 200:
+                    latencies[i] = time.perf_counter() - sent
+            except httpx.HTTPError:
+                pass  # counted as unanswered
+
+        await asyncio.gather(*(one(i) for i in range(len(times))))
+    return latencies
+
+
 def _post(client: httpx.Client, url: str, image: tuple[str, bytes]) -> float:
     t0 = time.perf_counter()
     client.post(url + "/", files={"myfile": (image[0], image[1], "image/jpeg")}).raise_for_status()
@@ -41,8 +65,6 @@ def _post(client: httpx.Client, url: str, image: tuple[str, bytes]) -> float:
 
 def _warm(settings: Settings, images, model: WorkerModel, workdir: Path) -> tuple[float, dict]:
     """(seconds a request spends outside the classifier, CPU ms per image by process under a burst)."""
-    from imgrec.bench.replay import send_all
-
     workers = str(settings.max_workers)
     svc = ServiceProcess(workdir, settings.model_path, "--min-workers", workers, "--max-workers", workers,
                          env=service_env(settings))

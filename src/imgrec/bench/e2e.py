@@ -111,8 +111,9 @@ def measure_cold_start(model_dir: Path, items: list[Item], workdir: Path, env: d
 def fp32_counterpart(settings: Settings) -> Path:
     """The fp32 model of the served variant's architecture: the plain pipeline's model."""
     from imgrec.engine.model import load_manifest
+    from imgrec.engine.variants import VARIANTS
 
-    fp32 = settings.with_overrides(model=settings.model.removesuffix("-int8"))
+    fp32 = settings.with_overrides(model=VARIANTS[settings.model].fp32)
     load_manifest(fp32.model_path, variant=fp32.model)  # ModelMissing says how to build it
     return fp32.model_path
 

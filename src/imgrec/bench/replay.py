@@ -16,38 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from imgrec import presence
 from imgrec.autoscaler.traces import Trace
-from imgrec.bench.calibrate import calibrate, service_env
+from imgrec.bench.calibrate import calibrate, send_all, service_env
 from imgrec.bench.scaling import compare, host_cores, inputs
 from imgrec.settings import Settings
 from imgrec.testing import ServiceProcess, wait_until
 
 AGREEMENT = 0.25  # the simulator is accepted within 25 % of the live figures
-
-
-async def send_all(url: str, times: np.ndarray, images: list[tuple[str, bytes]]) -> list[float | None]:
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
-    latencies: list[float | None] = [None] * len(times)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
-        start = time.perf_counter()
-
-        async def one(i: int) -> None:
-            await asyncio.sleep(max(0.0, start + times[i] - time.perf_counter()))
-            sent = time.perf_counter()
-            name, data = images[i % len(images)]
-            try:
-                r = await client.post(url + "/", files={"myfile": (name, data, "image/jpeg")})
-                if r.status_code == 200:
-                    latencies[i] = time.perf_counter() - sent
-            except httpx.HTTPError:
-                pass  # counted as unanswered
-
-        await asyncio.gather(*(one(i) for i in range(len(times))))
-    return latencies
 
 
 def _worker_seconds(svc: ServiceProcess, since: float) -> tuple[float, int]:

@@ -3,6 +3,7 @@ run's report: ratios against the bare pipeline measured in the same run."""
 
 from __future__ import annotations
 
+from imgrec.engine.variants import VARIANTS
 from imgrec.settings import Settings
 
 FP32_RATIO, INT8_RATIO = 0.9, 1.3  # service images/s over the plain bare fp32 pipeline's
@@ -24,7 +25,7 @@ def accuracy_gap(settings: Settings) -> tuple[float, str] | None:
 
     try:
         int8 = load_manifest(settings.model_path).accuracy
-        fp32 = load_manifest(settings.with_overrides(model=settings.model.removesuffix("-int8")).model_path).accuracy
+        fp32 = load_manifest(settings.with_overrides(model=VARIANTS[settings.model].fp32).model_path).accuracy
     except ModelMissing:
         return None
     if not int8 or not fp32 or (int8["on"], int8["images"]) != (fp32["on"], fp32["images"]):
@@ -35,7 +36,7 @@ def accuracy_gap(settings: Settings) -> tuple[float, str] | None:
 def targets(report: dict, settings: Settings) -> list[dict]:
     ratio = report["ratio_to_bare"]
     rows = []
-    if settings.model.endswith("-int8"):
+    if VARIANTS[settings.model].int8:
         rows.append(_row(f"{settings.model} service >= {INT8_RATIO}x plain bare fp32", f"{ratio:.2f}x", ratio >= INT8_RATIO))
         gap = accuracy_gap(settings)
         if gap is None:

@@ -149,12 +149,12 @@ def load_image(
                 img.draft("RGB", (resize, resize))
             img.seek(0)  # first frame of a GIF or multi-page TIFF
             img.load()
-            return _resized_crop(img, resize, crop)
+            return resized_crop(img, resize, crop)
     except Exception as exc:  # noqa: BLE001 - hostile bytes past the header: any decoder failure is the image's
         raise ImageRejected(f"the image could not be decoded ({type(exc).__name__}: {exc})") from None
 
 
-def _resized_crop(img: Image.Image, resize: int, crop: int) -> np.ndarray:
+def resized_crop(img: Image.Image, resize: int, crop: int) -> np.ndarray:
     """Orient, convert, resize the shorter side to `resize` and centre-crop.
 
     An image of up to a few megapixels goes through whole, as in the plain pipeline.

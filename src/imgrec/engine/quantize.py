@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgrec.engine.preprocess import resize_shorter
+from imgrec.engine.preprocess import resized_crop  # the serving pipeline's resize and crop
 
 # The photographs among scikit-image's bundled data (no download needed); the grey
 # ones (camera ... moon) are given as RGB, as a grey upload is.
@@ -52,14 +52,6 @@ def _photos() -> list[Image.Image]:
     return [Image.open(folder / name).convert("RGB") for name in PHOTOS if (folder / name).is_file()]
 
 
-def _input(img: Image.Image, resize: int, crop: int) -> np.ndarray:
-    """The serving pipeline's input for `img`: shorter side to `resize`, centre crop."""
-    rw, rh = resize_shorter(img.size, resize)
-    left, top = int(round((rw - crop) / 2.0)), int(round((rh - crop) / 2.0))
-    resized = img.resize((rw, rh), Image.Resampling.BILINEAR)
-    return np.asarray(resized.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
-
-
 def calibration_images(count: int, resize: int, crop: int, seed: int = SEED) -> list[np.ndarray]:
     """`count` model inputs: every photograph whole, then seeded crops (30-100 % of the
     shorter side, anywhere) of them, half mirrored."""
@@ -67,7 +59,7 @@ def calibration_images(count: int, resize: int, crop: int, seed: int = SEED) -> 
     if not photos:
         raise RuntimeError("scikit-image's sample photographs are missing; install the export extra")
     rng = np.random.default_rng(seed)
-    out = [_input(p, resize, crop) for p in photos[:count]]
+    out = [resized_crop(p, resize, crop) for p in photos[:count]]
     while len(out) < count:
         img = photos[int(rng.integers(len(photos)))]
         w, h = img.size
@@ -76,7 +68,7 @@ def calibration_images(count: int, resize: int, crop: int, seed: int = SEED) -> 
         piece = img.crop((x, y, x + side, y + side))
         if rng.random() < 0.5:
             piece = piece.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        out.append(_input(piece, resize, crop))
+        out.append(resized_crop(piece, resize, crop))
     return out
 
 

@@ -29,6 +29,11 @@ class Variant:
         return f"{self.arch}-int8" if self.int8 else self.arch
 
     @property
+    def fp32(self) -> str:
+        """The key of the fp32 model of the same network (the int8 one's reference)."""
+        return self.key.removesuffix("-int8")
+
+    @property
     def onnx_file(self) -> str:
         return f"{self.name}.onnx"
 
