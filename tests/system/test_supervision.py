@@ -58,8 +58,12 @@ def test_a_hung_worker_is_replaced_and_its_work_answered(tmp_path, model_dir):
 
         async def hang_it_meanwhile():
             sent = asyncio.ensure_future(send_all())
-            await asyncio.sleep(0.3)
-            os.kill(first, signal.SIGSTOP)  # stopped holding messages: its heartbeat goes silent
+            # Stop it while it holds messages (not after a fixed time: a fast machine may
+            # have answered everything by then): its heartbeat goes silent.
+            while (await asyncio.to_thread(svc.status))["in_flight"] == 0:
+                assert not sent.done(), "everything was answered before the worker could be stopped"
+                await asyncio.sleep(0.005)
+            os.kill(first, signal.SIGSTOP)
             return await sent
 
         answers = asyncio.run(hang_it_meanwhile())
