@@ -35,12 +35,17 @@ class QueueStats:
 
 
 class Queue(ABC):
-    def __init__(self, name: str, *, visibility_timeout: float = 30.0, max_receives: int = 5) -> None:
+    def __init__(
+        self, name: str, *, visibility_timeout: float = 30.0, max_receives: int = 5, ephemeral: bool = False
+    ) -> None:
         if not name or len(name) > 80 or not all(c.isalnum() or c in "-_" for c in name):
             raise ConfigError(f"bad queue name {name!r}: letters, digits, - and _ only, up to 80")
         self.name = name
         self.visibility_timeout = visibility_timeout
         self.max_receives = max_receives
+        # Its messages need not outlive the machine (a web replica's replies: a power loss
+        # ends the requests waiting for them too); an adapter may then skip syncing sends.
+        self.ephemeral = ephemeral
 
     @abstractmethod
     def send(self, body: dict) -> str:

@@ -56,6 +56,12 @@ class ObjectStore(ABC):
     def delete(self, key: str) -> None:
         """Remove the object; no error if it is not there."""
 
+    def put_many(self, items: list[tuple[str, bytes, str]]) -> None:
+        """Several (key, data, content type) at once; adapters override this where one
+        flush or round trip can serve them all."""
+        for key, data, content_type in items:
+            self.put(key, data, content_type)
+
     def delete_many(self, keys: list[str]) -> None:
         """Several at once; adapters override this with one round trip where they can."""
         for key in keys:

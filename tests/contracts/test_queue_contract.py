@@ -157,6 +157,20 @@ def test_send_many_and_ack_many(q):
     assert q.receive(10, wait=1.5) == []
 
 
+def test_an_ephemeral_queue_works_like_any_other(queue_url):
+    """Reply queues are opened ephemeral (an adapter may skip syncing their sends to
+    disk): what one handle sends, another handle to the same queue receives."""
+    mine = make_queue(queue_url, "replies-e", ephemeral=True)
+    theirs = open_queue(queue_url, "replies-e", ephemeral=True)
+    theirs.send_many([{"n": 1}, {"n": 2}])
+    got = mine.receive(10, wait=2.0)
+    assert sorted(m.body["n"] for m in got) == [1, 2]
+    mine.ack_many(got)
+    assert mine.stats().depth == mine.stats().in_flight == 0
+    mine.close()
+    theirs.close()
+
+
 def test_a_deleted_queue_stays_deleted(queue_url):
     replies = make_queue(queue_url, "replies-x")
     replies.send({"n": 1})

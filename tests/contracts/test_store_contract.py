@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from imgrec.errors import BackendUnavailable, NotFound
+from imgrec.errors import BackendUnavailable, BadInput, NotFound
 from imgrec.stores import open_store
 
 
@@ -54,6 +54,16 @@ def test_list_with_prefixes(store):
 def test_unsafe_keys_are_refused(store, key):
     with pytest.raises(ValueError, match="unsafe object key"):
         store.put(key, b"x")
+
+
+def test_put_many(store):
+    store.put("outputs/a.json", b"old")
+    store.put_many([("outputs/a.json", b"1", "application/json"), ("outputs/b.json", b"2", "application/json"),
+                    ("inputs/j9/x.jpg", b"3", "image/jpeg")])
+    assert [store.get(k) for k in ("outputs/a.json", "outputs/b.json", "inputs/j9/x.jpg")] == [b"1", b"2", b"3"]
+    store.put_many([])
+    with pytest.raises(BadInput):  # an unsafe key among them: refused, as with put
+        store.put_many([("outputs/c.json", b"4", "application/json"), ("../escape", b"5", "text/plain")])
 
 
 def test_put_file_streams_from_a_file(store, tmp_path):

@@ -64,9 +64,11 @@ class SqliteQueue(Queue):
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed message is on disk (the WAL is synced at each commit), so what
-        # the web tier accepted survives a power loss, not only a process crash.
-        self._db.execute("PRAGMA synchronous=FULL")
+        # Every commit survives a process crash. A send to a lasting queue is also synced
+        # (FULL), so what the web tier accepted survives a power loss. Receives, acks and
+        # extensions are not (NORMAL): one lost to a power loss only means a redelivery,
+        # which workers answer from the store. A later synced commit carries them anyway.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._waiter: Waiter | None = None
         if create:
@@ -75,16 +77,22 @@ class SqliteQueue(Queue):
             self._db.close()
             raise QueueMissing(f"queue {name} does not exist (deleted, or never created)")
 
-    def _transaction(self, fn):
+    def _transaction(self, fn, *, synced: bool = False):
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if synced:
+                self._db.execute("PRAGMA synchronous=FULL")
             try:
-                result = fn(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return result
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(self._db)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+                return result
+            finally:
+                if synced:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
 
     def _exists(self) -> bool:
         with self._lock:
@@ -92,7 +100,9 @@ class SqliteQueue(Queue):
 
     @_guard
     def create(self) -> None:
-        self._transaction(lambda db: db.execute("INSERT OR IGNORE INTO queues (name) VALUES (?)", (self.name,)))
+        self._transaction(
+            lambda db: db.execute("INSERT OR IGNORE INTO queues (name) VALUES (?)", (self.name,)), synced=True
+        )
 
     @_guard
     def send(self, body: dict) -> str:
@@ -110,7 +120,7 @@ class SqliteQueue(Queue):
                 for row in rows
             ]
 
-        ids = self._transaction(insert)
+        ids = self._transaction(insert, synced=not self.ephemeral)
         wake_all(self._wake_dir)
         return ids
 

@@ -45,16 +45,27 @@ class LocalStore(ObjectStore):
 
     @_guard
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        self._write(key, lambda f: f.write(data))
+        self.put_many([(key, data, content_type)])
 
     @_guard
     def put_file(self, key: str, file: BinaryIO, content_type: str = "application/octet-stream") -> None:
-        self._write(key, lambda f: shutil.copyfileobj(file, f, 1 << 20))
+        self._commit([self._stage(key, lambda f: shutil.copyfileobj(file, f, 1 << 20))])
 
-    def _write(self, key: str, fill) -> None:
-        """Write a temporary file, flush it to disk, rename it over the key, flush the
-        folder: readers never see half an object, and a written object survives a power
-        loss (the rename is durable only once the folder is synced)."""
+    @_guard
+    def put_many(self, items: list[tuple[str, bytes, str]]) -> None:
+        staged = []
+        try:
+            for key, data, _ in items:
+                staged.append(self._stage(key, lambda f, data=data: f.write(data)))
+        except BaseException:
+            for tmp, _, _ in staged:
+                os.unlink(tmp)
+            raise
+        self._commit(staged)
+
+    def _stage(self, key: str, fill) -> tuple[str, Path, list[Path]]:
+        """Write a temporary file beside the key's path and flush it to disk: (its path,
+        the key's path, the folders made for it)."""
         path = self._path(key)
         new_dirs = [p for p in (path.parent, *path.parent.parents) if p != self.root and not p.exists()]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,11 +75,21 @@ class LocalStore(ObjectStore):
                 fill(f)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
             raise
-        for folder in [path.parent, *(p.parent for p in reversed(new_dirs))]:
+        return tmp, path, new_dirs
+
+    @staticmethod
+    def _commit(staged: list[tuple[str, Path, list[Path]]]) -> None:
+        """Rename each flushed file over its key, then flush each folder touched, once:
+        readers never see half an object, and a written object survives a power loss
+        (a rename is durable only once its folder is synced)."""
+        folders: dict[Path, None] = {}
+        for tmp, path, new_dirs in staged:
+            os.replace(tmp, path)
+            folders.update(dict.fromkeys([path.parent, *(p.parent for p in reversed(new_dirs))]))
+        for folder in folders:
             _fsync_dir(folder)
 
     @_guard

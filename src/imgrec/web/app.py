@@ -35,7 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         store = open_store(settings.store_url)
         requests = request_queue(settings)
-        reply_queue = open_queue(settings.queue_url, REPLY_QUEUE_PREFIX + new_id()[:16], create=True)
+        reply_queue = open_queue(settings.queue_url, REPLY_QUEUE_PREFIX + new_id()[:16], create=True, ephemeral=True)
         replies = ReplyListener(reply_queue, store, metrics)
         replies.start()
         intake = Intake(settings, store, requests, replies, metrics)

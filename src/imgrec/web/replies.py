@@ -83,10 +83,11 @@ class ReplyListener:
         finally:
             self._waiting.pop(job_id, None)
 
-    def _deliver(self, job_id: str, output: Output) -> None:
-        fut = self._waiting.get(job_id)
-        if fut is not None and not fut.done():
-            fut.set_result(output)
+    def _deliver(self, answers: list[tuple[str, Output]]) -> None:
+        for job_id, output in answers:
+            fut = self._waiting.get(job_id)
+            if fut is not None and not fut.done():
+                fut.set_result(output)
 
     def _listen(self) -> None:
         assert self._loop is not None
@@ -97,13 +98,16 @@ class ReplyListener:
                 log.warning("reading replies failed (%s); retrying", exc)
                 self._stop.wait(1.0)
                 continue
+            answers = []
             for m in messages:
                 try:
                     reply = Reply.from_dict(m.body)
                 except BadInput:
                     log.error("ignoring a malformed reply: %r", m.body)
                     continue
-                self._loop.call_soon_threadsafe(self._deliver, reply.job_id, reply.output)
+                answers.append((reply.job_id, reply.output))
+            if answers:  # one wake-up of the event loop per batch, not per reply
+                self._loop.call_soon_threadsafe(self._deliver, answers)
             if messages:
                 try:
                     self.queue.ack_many(messages)

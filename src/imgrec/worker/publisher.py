@@ -33,8 +33,8 @@ class Publisher:
         self.stats.completed += len(done)
 
     def write(self, outputs: list[Output]) -> None:
-        for output in outputs:
-            self.store.put(output_key(output.job_id), dumps(output.to_dict()), "application/json")
+        if outputs:  # a batch's outputs in one call: the local store syncs their folder once
+            self.store.put_many([(output_key(o.job_id), dumps(o.to_dict()), "application/json") for o in outputs])
 
     def reply(self, answered: list[tuple[Request, Output]]) -> None:
         """One message batch per waiting replica; async jobs have none (the store is the answer)."""
@@ -47,7 +47,7 @@ class Publisher:
                 q = self._reply_queues.get(reply_to)
                 if q is None:
                     # Not create=True: a stopped replica's deleted queue stays deleted.
-                    q = self._reply_queues[reply_to] = open_queue(self.queue_url, reply_to)
+                    q = self._reply_queues[reply_to] = open_queue(self.queue_url, reply_to, ephemeral=True)
                 q.send_many(replies)
             except QueueMissing:
                 # The replica stopped and deleted its queue: nobody waits for these.
