@@ -129,6 +129,7 @@ def run_e2e(
     from imgrec.engine.model import load_manifest
 
     model_dir, plain_dir = settings.model_path, fp32_counterpart(settings)
+    load_manifest(model_dir, variant=settings.model)  # if missing, says how to build this variant
     plain_onnx = plain_dir / load_manifest(plain_dir).file
     cores = os.cpu_count() or 1
     items = load_items(folder, model_dir)

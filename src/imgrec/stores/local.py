@@ -67,8 +67,13 @@ class LocalStore(ObjectStore):
         """Write a temporary file beside the key's path and flush it to disk: (its path,
         the key's path, the folders made for it)."""
         path = self._path(key)
-        new_dirs = [p for p in (path.parent, *path.parent.parents) if p != self.root and not p.exists()]
-        path.parent.mkdir(parents=True, exist_ok=True)
+        new_dirs = []  # the folders below the root that this write makes
+        folder = path.parent
+        while folder != self.root and not folder.is_dir():
+            new_dirs.append(folder)
+            folder = folder.parent
+        if new_dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:

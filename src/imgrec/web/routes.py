@@ -83,7 +83,8 @@ class Parts:
             )
 
 
-def parts(request: Request) -> Parts:
+async def parts(request: Request) -> Parts:
+    # async: FastAPI runs a plain `def` dependency on its thread pool, a thread trip per request.
     return request.app.state.parts
 
 
