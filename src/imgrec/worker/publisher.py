@@ -22,12 +22,14 @@ class Publisher:
         self._reply_queues: dict[str, Queue] = {}
 
     def finish(self, requests: Queue, done: list[Done]) -> None:
-        """Write the new outputs, reply, then ack: an ack never precedes a durable result."""
+        """Write the new outputs, reply, then ack: an ack never precedes a durable result.
+        The pending records go after the reply, off the waiting client's path (a record
+        left by a crash meanwhile is swept: its job's output exists)."""
         t0 = time.perf_counter()
         self.write([d.output for d in done if not d.stored])
-        self.store.delete_many([pending_key(d.request.job_id) for d in done])
         t1 = time.perf_counter()
         self.reply([(d.request, d.output) for d in done])
+        self.store.delete_many([pending_key(d.request.job_id) for d in done])
         requests.ack_many([d.message for d in done])
         self.stats.stage_seconds.update({"result_write": t1 - t0, "reply_and_ack": time.perf_counter() - t1})
         self.stats.completed += len(done)
