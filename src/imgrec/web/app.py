@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
         log.info("web tier ready; replies on queue %s", replies.name)
         yield
         await history.stop()
+        intake.close()
         replies.stop()
         readiness.forget()
         requests.close()

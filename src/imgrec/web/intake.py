@@ -7,6 +7,7 @@ a waiting request registers for its reply before the request is sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -111,13 +112,23 @@ class Intake:
         pending = Pending(request, accepted_at=request.sent_at)
         written = self._beside.submit(self.store.put, pending.key, dumps(pending.to_dict()), "application/json")
         try:
-            self.store.put_file(request.input_key, up.file)
-        finally:
-            written.result()  # its error, if both failed, is the one raised
-        t1 = time.perf_counter()
-        self.requests.send(request.to_dict())
+            try:
+                self.store.put_file(request.input_key, up.file)
+            finally:
+                written.result()  # its error, if both failed, is the one raised
+            t1 = time.perf_counter()
+            self.requests.send(request.to_dict())
+        except BackendError:
+            # The client is told the upload failed: leave no pending record from which
+            # housekeeping would send the request after all (an input alone is swept).
+            with contextlib.suppress(BackendError):
+                self.store.delete(pending.key)
+            raise
         self.stage.labels("store").observe(t1 - t0)
         self.stage.labels("enqueue").observe(time.perf_counter() - t1)
+
+    def close(self) -> None:
+        self._beside.shutdown(wait=False)
 
     async def wait_all(self, submitted: list[Submitted]) -> list[dict | None]:
         """Each file's result as the API shows it, in upload order (a refused file's entry

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from images import chelsea, encode, png_bomb
-from imgrec.messages import BATCHES, INPUTS, OUTPUTS, input_prefix, output_key
+from imgrec.messages import BATCHES, INPUTS, OUTPUTS, PENDING, input_prefix, output_key
 from imgrec.testing import wait_until
 
 CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
@@ -124,6 +124,38 @@ def test_a_store_outage_is_503_with_retry_after(web):
     web.store.down = False
     wait_until(lambda: web.client.get("/readyz").status_code == 200, 5, what="ready again (looked at once a second)")
     assert web.client.post("/", files={"myfile": CAT}).text == "cat:tiger cat"
+
+
+def test_a_failed_upload_leaves_no_pending_record(make_web, monkeypatch):
+    """The input and its pending record are written side by side; when the input's write
+    or the queue's send fails, the client gets 503 and housekeeping finds no record from
+    which to send the request after all."""
+    from imgrec.errors import BackendUnavailable
+
+    web = make_web(worker=False)
+    put = web.store.inner.put
+
+    def inputs_fail(key, data, content_type="application/octet-stream"):
+        if key.startswith(INPUTS):
+            raise BackendUnavailable("store: [Errno 5] Input/output error (simulated)")
+        put(key, data, content_type)
+
+    monkeypatch.setattr(web.store.inner, "put", inputs_fail)
+    monkeypatch.setattr(web.store.inner, "put_file", lambda key, f, ct="": inputs_fail(key, f.read(), ct))
+    assert web.client.post("/api/v1/jobs", files={"file": CAT}).status_code == 503
+    assert list(web.store.list(PENDING)) == []
+    monkeypatch.setattr(web.store.inner, "put", put)
+    monkeypatch.delattr(web.store.inner, "put_file")
+    queue = web.client.app.state.parts.requests
+
+    def refused(*_):
+        raise BackendUnavailable("queue: connection refused (simulated)")
+
+    monkeypatch.setattr(queue, "send", refused)
+    monkeypatch.setattr(queue, "send_many", refused)
+    assert web.client.post("/api/v1/jobs", files={"file": CAT}).status_code == 503
+    assert list(web.store.list(PENDING)) == []
+    assert list(web.store.list(INPUTS)), "the input was written (retention sweeps it)"
 
 
 def test_overload_is_429(make_web):
