@@ -92,12 +92,15 @@ def test_bench_replay_sets_live_figures_beside_the_simulation(tmp_path):
     import os
 
     env = {**os.environ, "IMGREC_DATA_DIR": str(tmp_path), "IMGREC_SCALE_IN_DELAY": "1", "IMGREC_SCALE_TO_ZERO_DELAY": "2"}
-    args = ["bench", "replay", "steady", "--duration", "4", "--rate", "3", "--starts", "1", "--out", str(tmp_path)]
+    args = ["bench", "replay", "steady", "--duration", "4", "--rate", "3", "--starts", "1", "--repeats", "2",
+            "--out", str(tmp_path)]
     out = subprocess.run([IMGREC, *args], capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads((tmp_path / "replay.json").read_text())
     steady = report["shapes"]["steady"]
     assert report["model"]["overhead_ms"] > 0 and report["model"]["cold_start_s"] > 0  # calibrated on the live service
     assert steady["live"]["answered"] == steady["live"]["requests"] > 0
+    assert len(steady["live_runs"]) == steady["live"]["runs"] == 2  # two live runs, pooled
+    assert all(r["answered"] == r["requests"] for r in steady["live_runs"])
     assert steady["live"]["worker_seconds"] > 0 and steady["simulated"]["worker_seconds"] > 0
     assert set(steady["difference"]) == {"worker_seconds", "p99_ms"} and "agree" in out.stdout

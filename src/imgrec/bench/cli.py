@@ -89,6 +89,8 @@ def bench_replay(
     images: Annotated[Path | None, typer.Option(help="A folder of images to send (default: sample photographs)")] = None,
     out: Path = Path("bench-results"),
     starts: Annotated[int, typer.Option(help="Cold starts of the live service that calibrate the simulated start-up")] = 3,
+    repeats: Annotated[int, typer.Option(min=1, help="Live runs of each trace, pooled: the mean worker-seconds, "
+                                                     "the percentiles of all their answers")] = 1,
 ) -> None:
     """Replay short traces against `imgrec up` and set the simulator's prediction beside
     each: worker-seconds and p99 must agree within 25 %."""
@@ -105,6 +107,6 @@ def bench_replay(
         pictures = [(p.name, p.read_bytes()) for p in image_files([images])]
     else:
         pictures = [(f"photo{i}.jpg", data) for i, data in enumerate(sample_photos(16))]
-    report = replay(ctx.obj, arrivals, pictures, out, starts)
+    report = replay(ctx.obj, arrivals, pictures, out, starts, repeats)
     console.print(replay_table(report, AGREEMENT))
     console.print(f"{report['agreeing_shapes']} of {len(arrivals)} shapes agree; written: {out / 'replay.json'}")
