@@ -91,8 +91,14 @@ class LocalStore(ObjectStore):
         readers never see half an object, and a written object survives a power loss
         (a rename is durable only once its folder is synced)."""
         folders: dict[Path, None] = {}
-        for tmp, path, new_dirs in staged:
-            os.replace(tmp, path)
+        for i, (tmp, path, new_dirs) in enumerate(staged):
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                for left, _, _ in staged[i:]:  # no temporary file outlives a failed write
+                    with contextlib.suppress(OSError):
+                        os.unlink(left)
+                raise
             folders.update(dict.fromkeys([path.parent, *(p.parent for p in reversed(new_dirs))]))
         for folder in folders:
             _fsync_dir(folder)
