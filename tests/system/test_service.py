@@ -119,6 +119,21 @@ def test_truncated_jpeg_gets_an_error_result(service):
     assert r.status_code == 422 and r.text.startswith("half: the image could not be decoded")
 
 
+def test_a_client_still_sending_its_body_reads_the_413(service):
+    """Closing with unread bytes would reset the connection and lose the answer; the
+    server half-closes and drops the rest instead: a client that sends 8 MB of a body
+    announced at 60 MB before it reads anything still gets the 413, then the end."""
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as s:
+        s.sendall(b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                  b"Content-Length: 62914560\r\n\r\n")
+        for _ in range(128):
+            s.sendall(b"\0" * 65536)
+        reply = b""
+        while chunk := s.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 413") and b"upload too large" in reply, reply[:200]
+
+
 def test_oversized_upload_is_refused_without_reading_it_all(service):
     """Announce 60 MB, send 64 KB: the answer is 413 at once, and the service goes on."""
     host, port = "127.0.0.1", service.port

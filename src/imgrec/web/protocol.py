@@ -6,6 +6,12 @@ connection that sends nothing, would be kept for ever: the app never sees it, so
 no middleware can. This subclass closes such a connection with 408 after
 `header_timeout` seconds.
 
+It also closes gently after an early answer (e.g. 413 to an upload announced too
+large): closing a socket with unread bytes makes the kernel reset the connection,
+and a client still sending its body may then never read the answer. Instead the
+answer is followed by a half-close (FIN) and what the client still sends is read
+and dropped for up to `LINGER_SECONDS`, as nginx's lingering close does.
+
 httptools (a C parser) rather than h11 (pure Python): the web tier spends less CPU
 per request, CPU the workers use instead (see README, Performance).
 """
@@ -17,6 +23,29 @@ import asyncio
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+LINGER_SECONDS = 2.0
+
+
+class _LingeringTransport:
+    """The connection's transport as uvicorn sees it: `close` lingers while the request's
+    body is still arriving; everything else is the transport's own."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: HeaderDeadlineProtocol) -> None:
+        self._transport, self._protocol = transport, protocol
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        p = self._protocol
+        body_unread = p.cycle is not None and p.cycle.more_body
+        if body_unread and not self.is_closing() and self._transport.can_write_eof():
+            p._linger()
+        else:
+            self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._protocol._linger_timer is not None or self._transport.is_closing()
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
@@ -24,13 +53,28 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
-        super().connection_made(transport)
+        super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
         self._watch()
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_timer is not None:
+            return  # the rest of a body already answered: dropped
         super().data_received(data)
         self._watch()
+
+    def eof_received(self) -> bool | None:
+        if self._linger_timer is not None:
+            return False  # the client has sent everything: the transport closes
+        return super().eof_received()
+
+    def _linger(self) -> None:
+        real = self.transport._transport  # type: ignore[attr-defined]
+        real.write_eof()  # after the answer already written
+        real.resume_reading()  # a client blocked sending its body must get through to the answer
+        self._disarm()
+        self._linger_timer = self.loop.call_later(LINGER_SECONDS, real.close)
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
@@ -45,6 +89,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         super().connection_lost(exc)
 
     def _watch(self) -> None:
