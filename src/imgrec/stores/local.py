@@ -25,6 +25,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _discard(staged: list[tuple[str, Path, list[Path]]]) -> None:
+    """Remove the temporary files of a failed write; the write's own error is the one raised."""
+    for tmp, _, _ in staged:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 def _translate(exc: Exception):
     # Disk full, read-only, permission denied, a file where a folder should be, I/O error.
     return BackendUnavailable(f"local store: {exc}") if isinstance(exc, OSError) else None
@@ -58,8 +65,7 @@ class LocalStore(ObjectStore):
             for key, data, _ in items:
                 staged.append(self._stage(key, lambda f, data=data: f.write(data)))
         except BaseException:
-            for tmp, _, _ in staged:
-                os.unlink(tmp)
+            _discard(staged)
             raise
         self._commit(staged)
 
@@ -95,9 +101,7 @@ class LocalStore(ObjectStore):
             try:
                 os.replace(tmp, path)
             except BaseException:
-                for left, _, _ in staged[i:]:  # no temporary file outlives a failed write
-                    with contextlib.suppress(OSError):
-                        os.unlink(left)
+                _discard(staged[i:])
                 raise
             folders.update(dict.fromkeys([path.parent, *(p.parent for p in reversed(new_dirs))]))
         for folder in folders:

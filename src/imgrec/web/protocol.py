@@ -54,6 +54,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._real = transport  # uvicorn holds the lingering wrapper
         self._awaiting_headers = True
         super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
         self._watch()
@@ -70,7 +71,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         return super().eof_received()
 
     def _linger(self) -> None:
-        real = self.transport._transport  # type: ignore[attr-defined]
+        real = self._real
         real.write_eof()  # after the answer already written
         real.resume_reading()  # a client blocked sending its body must get through to the answer
         self._disarm()
