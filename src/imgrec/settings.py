@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     max_concurrent_uploads: int = _setting(32, "uploads parsed, checked and stored at once (the rest wait, received)")
     max_uploads_per_client: int = _setting(512, "requests with a body one client address may have in progress (429 above)")
     header_timeout: float = _setting(10.0, "seconds to receive a request's line and headers (408 after)")
+    keep_alive: int = _setting(
+        75, "seconds an idle connection is kept for the client's next request: longer than clients keep theirs", ge=1
+    )
     upload_deadline: float = _setting(300.0, "seconds an upload's whole body may take to arrive (408 after)")
     min_upload_rate: float = _setting(8192.0, "slowest average upload speed accepted after its first 5 s, bytes/s (408 below)")
     trusted_proxies: str = _setting("127.0.0.1", "addresses of reverse proxies whose X-Forwarded-For names the client")

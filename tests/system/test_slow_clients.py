@@ -25,7 +25,8 @@ HEAD = (
 def service(tmp_path_factory, model_dir):
     svc = ServiceProcess(
         tmp_path_factory.mktemp("slow"), model_dir, "--min-workers", "1", "--max-workers", "1",
-        env={"IMGREC_MIN_UPLOAD_RATE": "2000", "IMGREC_HEADER_TIMEOUT": "3", "IMGREC_MAX_UPLOADS_PER_CLIENT": "150"},
+        env={"IMGREC_MIN_UPLOAD_RATE": "2000", "IMGREC_HEADER_TIMEOUT": "3", "IMGREC_MAX_UPLOADS_PER_CLIENT": "150",
+             "IMGREC_KEEP_ALIVE": "6"},
     )
     yield svc
     assert svc.stop() == 0, svc.log.read_text()
@@ -127,3 +128,51 @@ def test_one_address_cannot_take_every_connection(service):
         assert r.status_code == 200 and r.text == "cat:tiger cat", "another client is served meanwhile"
     finally:
         slow.stop()
+
+
+STATUS = b"GET /api/v1/limits HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _answer(s: socket.socket) -> bytes:
+    """One whole answer (this endpoint's: a JSON body with a content-length)."""
+    got = b""
+    while b"\r\n\r\n" not in got or len(got.partition(b"\r\n\r\n")[2]) < _length(got):
+        chunk = s.recv(65536)
+        assert chunk, f"closed mid-answer: {got!r}"
+        got += chunk
+    return got
+
+
+def _length(got: bytes) -> int:
+    for line in got.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0
+
+
+def test_an_idle_kept_connection_lasts_the_keep_alive_then_closes_quietly(service):
+    # A client reuses a pooled connection until its own idle expiry (httpx: 5 s). Should
+    # the server close first, a request sent at that moment meets a closed connection and
+    # fails: so the server keeps idle connections longer (IMGREC_KEEP_ALIVE, 6 s here),
+    # and the header deadline (3 s here) starts only at a request's first byte.
+    with socket.create_connection(("127.0.0.1", service.port)) as s:
+        s.settimeout(10)
+        s.sendall(STATUS)
+        assert _answer(s).startswith(b"HTTP/1.1 200")
+        time.sleep(4.5)  # past the header deadline, within the keep-alive
+        s.sendall(STATUS)
+        assert _answer(s).startswith(b"HTTP/1.1 200"), "the idle connection was still open"
+        idle = time.monotonic()
+        assert s.recv(100) == b"", "closed when idle past the keep-alive, with no answer written"
+        assert 5 < time.monotonic() - idle < 9
+
+
+def test_a_request_trickled_on_a_kept_connection_is_cut_at_the_header_deadline(service):
+    with socket.create_connection(("127.0.0.1", service.port)) as s:
+        s.settimeout(10)
+        s.sendall(STATUS)
+        assert _answer(s).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        s.sendall(b"GET /api/v1/limits HTTP/1.1\r\n")  # and nothing more
+        assert s.recv(100).startswith(b"HTTP/1.1 408")
+        assert time.monotonic() - started < 4.5

@@ -42,7 +42,8 @@ def run_web(settings: Settings) -> None:
         signal.signal(sig, lambda *_: sys.exit(0))
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level="warning",
-        timeout_graceful_shutdown=int(settings.request_timeout), access_log=False,
+        timeout_graceful_shutdown=int(settings.request_timeout), timeout_keep_alive=settings.keep_alive,
+        access_log=False,
         http=with_header_timeout(settings.header_timeout), proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,
     )

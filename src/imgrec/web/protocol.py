@@ -1,10 +1,13 @@
 """uvicorn's httptools protocol with a deadline on each request's line and headers.
 
-uvicorn closes a keep-alive connection that stays idle, but a connection that
-sends a request's first bytes and then trickles the rest (slowloris), or a new
-connection that sends nothing, would be kept for ever: the app never sees it, so
-no middleware can. This subclass closes such a connection with 408 after
-`header_timeout` seconds.
+uvicorn closes a keep-alive connection that stays idle (after `keep_alive` seconds),
+but a connection that sends a request's first bytes and then trickles the rest
+(slowloris), or a new connection that sends nothing, would be kept for ever: the app
+never sees it, so no middleware can. This subclass closes such a connection with 408
+after `header_timeout` seconds. Between requests a kept connection is idle, not slow:
+there the deadline starts at the next request's first byte, and the keep-alive
+alone decides when it closes (quietly: a 408 written to an idle connection could
+meet the client's next request).
 
 It also closes gently after an early answer (e.g. 413 to an upload announced too
 large): closing a socket with unread bytes makes the kernel reset the connection,
@@ -56,12 +59,14 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._linger_timer: asyncio.TimerHandle | None = None
         self._real = transport  # uvicorn holds the lingering wrapper
         self._awaiting_headers = True
+        self._between_requests = False  # a new connection owes its first request's headers at once
         super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
         self._watch()
 
     def data_received(self, data: bytes) -> None:
         if self._linger_timer is not None:
             return  # the rest of a body already answered: dropped
+        self._between_requests = False
         super().data_received(data)
         self._watch()
 
@@ -84,8 +89,9 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        # The next request's headers are awaited, unless a pipelined one already came.
-        self._awaiting_headers = not self.pipeline
+        # The next request's headers are awaited, unless a pipelined one already came;
+        # their deadline starts with their first byte.
+        self._awaiting_headers = self._between_requests = not self.pipeline
         self._watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -96,7 +102,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def _watch(self) -> None:
         """Armed while the next request's line and headers are awaited, disarmed otherwise."""
-        awaiting = self._awaiting_headers and not self.transport.is_closing()
+        awaiting = self._awaiting_headers and not self._between_requests and not self.transport.is_closing()
         if awaiting and self._header_timer is None:
             self._header_timer = self.loop.call_later(self.header_timeout, self._expired)
         elif not awaiting:
