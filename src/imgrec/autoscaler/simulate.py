@@ -10,7 +10,9 @@ What it models, as the real parts do it:
 - a ready worker takes everything waiting, up to `max_batch`, as soon as anything
   waits, and holds it for `a + b * n` seconds;
 - with `host_cores` set, workers share that many cores: while more are starting or
-  busy than there are cores, every one of them runs slower (processor sharing);
+  busy than there are cores, every one of them runs slower (processor sharing); a busy
+  worker also keeps `side_cpu` seconds of CPU per image busy beside it on the same
+  cores (the web tier's share of each answer; in a replay, the load client's too);
 - an arrival that finds `max_backlog` messages waiting is refused, as the web tier does.
 Workers are billed from start to exit. The run lasts until the trace is over, every
 request answered and the policy back at its floor (or `tail` seconds past the trace).
@@ -52,6 +54,12 @@ class WorkerModel:
     host_cores: float | None = None  # workers share this many cores; None: each has its own
     max_backlog: int | None = None  # waiting messages past which an arrival is refused
     overhead: float = 0.0  # seconds each answer spends outside the workers (web tier, network)
+    side_cpu: float = 0.0  # CPU seconds per image spent beside the workers, on the shared cores
+
+    @property
+    def busy_demand(self) -> float:
+        """Cores one busy worker keeps busy: its own, and the work its answers cause beside it."""
+        return 1.0 + (self.side_cpu / self.service.b if self.service.b > 0 else 0.0)
 
 
 @dataclass
@@ -104,7 +112,7 @@ class Simulation:
     so a batch or a start-up ends when `v` reaches its mark: one heap, no rescheduling."""
 
     def __init__(self, times: Sequence[float], policy: Policy, model: WorkerModel, duration: float,
-                 slo: float = 1.0, samples: int = 0, tail: float = 3600.0) -> None:
+                 slo: float = 1.0, samples: int = 0, tail: float = 3600.0, first_tick: float = 0.0) -> None:
         if policy.interval <= 0:
             raise ConfigError(f"{policy.name}: the poll interval must be positive")
         self.times = np.asarray(times, dtype=float)
@@ -113,7 +121,7 @@ class Simulation:
         self.series = Series([], [], [], []) if samples else None
         self.now = self.v = 0.0
         self.speed = 1.0
-        self.active = 0  # workers starting or busy: what uses the cores
+        self.starting = self.busy = 0  # workers loading, workers serving: what uses the cores
         self.jobs: list[tuple[float, int, _Worker]] = []  # (v at which it ends, job id, worker)
         self.seq = 0
         self.procs: list[_Worker] = []  # running and not asked to stop, oldest first
@@ -124,13 +132,14 @@ class Simulation:
         self.taken = self.in_flight = self.rejected = 0
         self.billed, self.cold_starts, self.scale_events, self.peak = 0.0, 0, 0, 0
         self.state = policy.initial
+        self.first_tick = first_tick
 
     # --- the run ---------------------------------------------------------------------------
 
     def run(self) -> Result:
         arrivals = self.times.tolist()
         n, i = len(arrivals), 0
-        next_tick, next_sample = 0.0, 0.0 if self.series else INF
+        next_tick, next_sample = self.first_tick, 0.0 if self.series else INF
         jobs = self.jobs
         while True:
             while jobs and jobs[0][1] != jobs[0][2].job:
@@ -194,18 +203,22 @@ class Simulation:
         self._work(worker, self.model.service.seconds(n))
 
     def _work(self, worker: _Worker, seconds: float) -> None:
-        self._use_cores(+1)
+        self._use_cores(+1, worker)
         self.seq += 1
         worker.job = self.seq
         heapq.heappush(self.jobs, (self.v + seconds, self.seq, worker))
 
-    def _use_cores(self, change: int) -> None:
-        self.active += change
+    def _use_cores(self, change: int, worker: _Worker) -> None:
+        if worker.ready:
+            self.busy += change
+        else:
+            self.starting += change
         cores = self.model.host_cores
-        self.speed = 1.0 if cores is None or self.active <= cores else cores / self.active
+        demand = self.starting + self.busy * self.model.busy_demand
+        self.speed = 1.0 if cores is None or demand <= cores else cores / demand
 
     def _finished(self, worker: _Worker) -> None:
-        self._use_cores(-1)
+        self._use_cores(-1, worker)
         if not worker.ready:
             worker.ready = True
         else:
@@ -241,7 +254,7 @@ class Simulation:
     def _stop(self, worker: _Worker) -> None:
         if not worker.ready:  # killed while loading: SIGTERM's default action
             worker.job = -1
-            self._use_cores(-1)
+            self._use_cores(-1, worker)
             self._exit(worker)
         elif worker.n == 0:
             del self.idle[worker]
@@ -271,9 +284,10 @@ class Simulation:
 
 
 def simulate(times: Sequence[float], policy: Policy, model: WorkerModel, duration: float | None = None,
-             slo: float = 1.0, samples: int = 0) -> Result:
+             slo: float = 1.0, samples: int = 0, first_tick: float = 0.0) -> Result:
     """Run `policy` over arrivals at `times` (seconds from 0, sorted); `duration` defaults
-    to the last arrival; `samples` > 0 records that many snapshots for a chart."""
+    to the last arrival; `samples` > 0 records that many snapshots for a chart; the
+    autoscaler ticks at `first_tick` and every interval after."""
     if duration is None:
         duration = float(times[-1]) if len(times) else 0.0
-    return Simulation(times, policy, model, duration, slo, samples).run()
+    return Simulation(times, policy, model, duration, slo, samples, first_tick=first_tick).run()

@@ -3,8 +3,9 @@
 The simulator's defaults come from the engine alone (`service_time`). A live request
 also spends time outside the classifier (HTTP, the fsynced store and queue writes,
 the reply); a live worker spends CPU besides the classifier's (receiving, fetching,
-writing, acking); and under load the web tier takes part of the cores the workers
-share. Each is measured here on a live `imgrec up`, with probes that are not the
+writing, acking); and each answer costs CPU beside the workers on the cores they
+share (the web tier's, and the load client's, which in a replay runs on this machine
+too). Each is measured here on a live `imgrec up`, with probes that are not the
 traces being replayed: single requests on an idle warm service, one saturating
 burst, and a few requests at zero workers.
 """
@@ -64,7 +65,8 @@ def _post(client: httpx.Client, url: str, image: tuple[str, bytes]) -> float:
 
 
 def _warm(settings: Settings, images, model: WorkerModel, workdir: Path) -> tuple[float, dict]:
-    """(seconds a request spends outside the classifier, CPU ms per image by process under a burst)."""
+    """(seconds a request spends outside the classifier, CPU ms per image by process under
+    a burst, the sending client's as "client")."""
     workers = str(settings.max_workers)
     svc = ServiceProcess(workdir, settings.model_path, "--min-workers", workers, "--max-workers", workers,
                          env=service_env(settings))
@@ -72,22 +74,23 @@ def _warm(settings: Settings, images, model: WorkerModel, workdir: Path) -> tupl
         wait_until(lambda: len(svc.worker_pids()) == settings.max_workers, 60, 0.2, "warm workers")
         with httpx.Client(timeout=60) as client:
             idle = [_post(client, svc.url, images[i % len(images)]) for i in range(25)][5:]
-        before = CpuSample.take(svc.proc.pid)
+        before, client = CpuSample.take(svc.proc.pid), time.process_time()
         asyncio.run(send_all(svc.url, np.zeros(BURST), images))
         cpu = account(before, CpuSample.take(svc.proc.pid), BURST)["cpu_ms_per_image"]
+        cpu["client"] = 1000 * (time.process_time() - client) / BURST
     finally:
         svc.stop()
     return max(0.0, float(np.median(idle)) - model.service.seconds(1)), cpu
 
 
 def calibrate(settings: Settings, images, model: WorkerModel, workdir: Path, starts: int = 3) -> WorkerModel:
-    """`model` with the overhead of a request, the workers' CPU per image, the cores left
-    to them under load, and the start-up a request at zero workers waits for (less the
+    """`model` with the overhead of a request, the workers' CPU per image, the CPU each
+    image costs beside them (web tier and load client), and the start-up a request at zero workers waits for (less the
     autoscaler's tick, which the simulation has), each measured on the live service."""
     overhead, cpu = _warm(settings, images, model, workdir / "warm")
     worker_ms, total_ms = cpu.get("worker", 0.0), sum(cpu.values())
     service = ServiceModel(model.service.a, max(model.service.b, worker_ms / 1000))
-    cores = model.host_cores * worker_ms / total_ms if model.host_cores and total_ms else model.host_cores
+    side = (total_ms - worker_ms) / 1000  # charged while the workers serve, on the cores they share
     cold = []
     for i in range(starts):
         svc = ServiceProcess(workdir / f"cold{i}", settings.model_path, "--max-workers", "1", env=service_env(settings))
@@ -99,5 +102,5 @@ def calibrate(settings: Settings, images, model: WorkerModel, workdir: Path, sta
     # What a request at zero workers waits for, less the tick the simulation has: on the
     # live service (page cache warm, the service's own spawn path), not a bare worker's.
     start_up = float(np.median(cold)) - overhead - service.seconds(1) - settings.poll_interval / 2
-    return dataclasses.replace(model, service=service, host_cores=cores, overhead=overhead,
+    return dataclasses.replace(model, service=service, side_cpu=side, overhead=overhead,
                                cold_start=max(0.05, start_up))

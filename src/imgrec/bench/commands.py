@@ -6,6 +6,7 @@ parse the flags, build on the settings the callback made (`ctx.obj`), delegate.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -33,6 +34,8 @@ Service = Annotated[str, typer.Option(help="'a,b': seconds per batch of n = a + 
 ColdStart = Annotated[float | None, typer.Option(help="Seconds from a worker's start to ready (default: measured here)")]
 Cores = Annotated[float | None, typer.Option(
     help="Cores the workers share (0: each its own) (default: this machine's with the local actuator, else 0)")]
+SideCpu = Annotated[float, typer.Option(
+    min=0, help="CPU ms per image spent beside the workers on the cores they share (the web tier's)")]
 Slo = Annotated[float, typer.Option(help="Latency objective, seconds")]
 
 
@@ -82,7 +85,7 @@ def simulate(
                                           ":key=value,... e.g. imgrec:scale_in_delay=10")] = "imgrec,keda,hpa,ray",
     set_: Sets = None, duration: Duration = 3600.0, rate: Rate = 2.0, seed: Seed = 0, csv_kind: CsvKind = "auto",
     select: Select = "", time_scale: TimeScale = 1.0, rate_scale: RateScale = 1.0, service: Service = "",
-    cold_start: ColdStart = None, cores: Cores = None, slo: Slo = 1.0,
+    cold_start: ColdStart = None, cores: Cores = None, side_cpu: SideCpu = 0.0, slo: Slo = 1.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here")] = None,
     chart: Annotated[str, typer.Option(help="The PNG chart ('' for none)")] = "bench-results/simulate.png",
     remeasure: Annotated[bool, typer.Option(help="Measure the service time and cold start again")] = False,
@@ -98,6 +101,7 @@ def simulate(
     arrivals = load_trace(trace, duration, rate, seed, csv_kind, select, time_scale, rate_scale)
     given = parse_service(service) if service else None
     model, source = scaling.inputs(settings, given, cold_start, scaling.host_cores(settings, cores), remeasure)
+    model = dataclasses.replace(model, side_cpu=side_cpu / 1000)
     specs = split_policies(policies)
     try:
         results, took = scaling.run_simulation(settings, arrivals, specs, model, slo, json_out, Path(chart) if chart else None)
@@ -105,7 +109,8 @@ def simulate(
         raise typer.BadParameter(str(exc), param_hint="--policies") from None
     console.print(f"{arrivals.name}: {len(arrivals.times)} requests over {arrivals.duration:g} s; a batch of n "
                   f"takes {model.service.a * 1000:.1f} + {model.service.b * 1000:.2f}n ms, a worker starts in "
-                  f"{model.cold_start:.2f} s ({source}); cores shared: {model.host_cores or 'none'}")
+                  f"{model.cold_start:.2f} s ({source}); cores shared: {model.host_cores or 'none'}"
+                  + (f", {side_cpu:g} ms of CPU an image beside the workers" if side_cpu and model.host_cores else ""))
     console.print(simulation_table(results, f"within SLO: answered in {slo:g} s; starts: cold starts; "
                                             "events: scaling decisions"))
     written = [str(p) for p in (json_out, chart) if p]

@@ -114,7 +114,8 @@ def replay_table(report: dict, agreement: float) -> Table:
     return _table(
         f"live imgrec up vs the simulator (batch of n: {m['service_a_ms']} + {m['service_b_ms']}n ms, "
         f"cold start {m['cold_start_s']} s, {m['overhead_ms']} ms a request outside the workers, "
-        f"{m['host_cores']} cores left to the workers under load; engine {m['source']}); "
+        f"{m['host_cores']} cores shared with {m.get('side_cpu_ms', 0)} ms of CPU an image beside the workers; "
+        f"engine {m['source']}); "
         f"{report.get('repeats', 1)} live run(s) of each trace, pooled; agreement within {agreement:.0%}",
         ["trace", "requests", "live worker-s", "sim worker-s", "diff", "live p99 ms", "sim p99 ms", "diff", "agrees"],
         rows, first_left=True,

@@ -47,9 +47,10 @@ def inputs(settings: Settings, service: ServiceModel | None, cold_start: float |
 
 
 def compare(times, specs: list[str], settings: Settings, model: WorkerModel, duration: float | None = None,
-            slo: float = 1.0, samples: int = 0) -> dict[str, Result]:
+            slo: float = 1.0, samples: int = 0, first_tick: float = 0.0) -> dict[str, Result]:
     """Each policy (`imgrec`, `keda`, ..., see `open_policy`) over the same arrivals."""
-    return {spec: simulate(times, open_policy(spec, settings), model, duration, slo, samples) for spec in specs}
+    return {spec: simulate(times, open_policy(spec, settings), model, duration, slo, samples, first_tick)
+            for spec in specs}
 
 
 def run_simulation(settings: Settings, trace: Trace, specs: list[str], model: WorkerModel, slo: float,
@@ -75,7 +76,8 @@ def report(results: dict[str, Result], trace: Trace, model: WorkerModel, slo: fl
         "trace": {"name": trace.name, "requests": len(trace.times), "duration_s": trace.duration,
                   "mean_rate": round(trace.mean_rate, 3)},
         "model": {"service_a_s": model.service.a, "service_b_s": model.service.b, "cold_start_s": model.cold_start,
-                  "max_batch": model.max_batch, "host_cores": model.host_cores, "max_backlog": model.max_backlog},
+                  "max_batch": model.max_batch, "host_cores": model.host_cores, "side_cpu_ms": model.side_cpu * 1000,
+                  "max_backlog": model.max_backlog},
         "slo_s": slo,
     }
 

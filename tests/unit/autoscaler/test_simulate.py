@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -86,6 +88,30 @@ def test_workers_share_the_host_cores():
     assert sorted(r.latencies) == pytest.approx([4.0, 4.0])
     alone = simulate([0.0, 0.0], scripted(lambda now: 2), WorkerModel(ServiceModel(1.0, 0.0), 1.0, 1), duration=1)
     assert sorted(alone.latencies) == pytest.approx([2.0, 2.0])
+
+
+def test_the_cpu_beside_a_busy_worker_takes_from_the_shared_cores():
+    # Each image keeps 1 s of CPU busy beside its worker (web tier, client): a busy
+    # worker needs two cores, so on one it runs at half speed.
+    model = WorkerModel(ServiceModel(0.0, 1.0), cold_start=0.0, max_batch=1, host_cores=1, side_cpu=1.0)
+    assert model.busy_demand == pytest.approx(2.0)
+    r = simulate([0.0], scripted(lambda now: 1), model, duration=1)
+    assert list(r.latencies) == pytest.approx([2.0])
+    roomy = simulate([0.0], scripted(lambda now: 1), dataclasses.replace(model, host_cores=2), duration=1)
+    assert list(roomy.latencies) == pytest.approx([1.0])
+    # A worker still starting needs one core: two start-ups on two cores are not slowed.
+    two = dataclasses.replace(model, cold_start=1.0, host_cores=2)
+    assert list(simulate([0.0], scripted(lambda now: 2), two, duration=1).latencies) == pytest.approx([2.0])
+
+
+def test_the_first_tick_sets_when_the_autoscaler_first_looks():
+    # An arrival just after 0 waits for the next tick: 0.25 s into the run, or 0.125 s
+    # when the ticks start half an interval in (as `bench replay` sets them).
+    policy = open_policy("imgrec", SETTINGS)
+    late = simulate([0.01], policy, MODEL, duration=5).latencies[0]
+    early = simulate([0.01], policy, MODEL, duration=5, first_tick=0.125).latencies[0]
+    assert late - early == pytest.approx(0.125)
+    assert early == pytest.approx(0.125 - 0.01 + MODEL.cold_start + MODEL.service.seconds(1))
 
 
 def test_arrivals_past_the_backlog_limit_are_refused():

@@ -54,3 +54,19 @@ def test_simulate_says_what_is_wrong():
     assert invoke("--policies", "kubernetes", "--chart", "", *GIVEN).exit_code == 2
     bad = invoke("--trace", "sawtooth", *GIVEN)
     assert bad.exit_code == 2 and "sawtooth" in bad.output
+
+
+def test_cpu_beside_the_workers_slows_them_on_shared_cores(tmp_path):
+    def p50(*extra: str) -> float:
+        out = tmp_path / "out.json"
+        args = ["--trace", "steady", "--duration", "300", "--rate", "20", "--policies", "fixed:2", "--chart", ""]
+        given = ["--service", "0,0.02", "--cold-start", "0.5", "--json", str(out)]
+        result = invoke(*args, *given, *extra)
+        assert result.exit_code == 0, result.output
+        data = json.loads(out.read_text())
+        return data["policies"]["fixed:2"]["p50_ms"], data["model"]["side_cpu_ms"]
+
+    alone, shared = p50("--cores", "1"), p50("--cores", "1", "--side-cpu", "10")
+    assert alone[1] == 0 and shared[1] == 10
+    assert shared[0] > alone[0]  # 20 ms of a worker and 10 beside it per image: 1.5 cores' worth on one
+    assert invoke("--side-cpu", "-1", *GIVEN).exit_code != 0
