@@ -98,7 +98,8 @@ def test_bench_replay_sets_live_figures_beside_the_simulation(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads((tmp_path / "replay.json").read_text())
     steady = report["shapes"]["steady"]
-    assert report["model"]["overhead_ms"] > 0 and report["model"]["cold_start_s"] > 0  # calibrated on the live service
+    model = report["model"]  # calibrated on the live service, the load client's CPU beside the workers included
+    assert model["overhead_ms"] > 0 and model["cold_start_s"] > 0 and model["side_cpu_ms"] > 0
     assert steady["live"]["answered"] == steady["live"]["requests"] > 0
     assert len(steady["live_runs"]) == steady["live"]["runs"] == 2  # two live runs, pooled
     assert all(r["answered"] == r["requests"] for r in steady["live_runs"])

@@ -1,0 +1,37 @@
+"""The replay's arithmetic: several live runs of a trace pooled (the percentiles of all
+their answers together), and the start-up read from a live service's log."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imgrec.bench.calibrate import spawn_to_ready
+from imgrec.bench.replay import pooled
+
+
+def test_pooled_runs_take_the_percentiles_of_all_answers_and_the_mean_cost():
+    fast = {"worker_seconds": 100.0, "cold_starts": 1, "requests": 100, "latencies": [0.02] * 100}
+    slow_start = {"worker_seconds": 120.0, "cold_starts": 2, "requests": 100,
+                  "latencies": [0.02] * 96 + [0.5, 0.6, 0.7, 0.8]}
+    both = pooled([fast, slow_start])
+    expected = np.percentile([0.02] * 196 + [0.5, 0.6, 0.7, 0.8], 99) * 1000
+    assert both["p99_ms"] == round(float(expected), 1) and both["p50_ms"] == 20.0
+    assert both["worker_seconds"] == 110.0 and both["cold_starts"] == 1.5
+    assert both["runs"] == 2 and both["requests"] == 100 and both["answered"] == 100
+    # One run alone keeps its own figures.
+    assert pooled([slow_start])["p99_ms"] == round(float(np.percentile(slow_start["latencies"], 99)) * 1000, 1)
+
+
+LOG = """2026-12-02 16:01:55,386 imgrec INFO queue ready: sqlite:///q.sqlite3
+2026-12-02 16:01:59,908 imgrec.autoscaler INFO started worker pid 7598 (1/1)
+2026-12-02 16:01:59,990 imgrec.web INFO web tier ready; replies on queue replies-01a2
+2026-12-02 16:02:00,571 imgrec.worker INFO worker vm-7598-01a237 ready (model efficientnet-lite0@803726e5644c)
+"""
+
+
+def test_the_start_up_is_timed_from_the_spawn_to_that_workers_ready_line():
+    assert spawn_to_ready(LOG) == pytest.approx(0.663)
+    other = LOG.replace("vm-7598-", "vm-17598-")  # another worker's line is not this one's
+    assert spawn_to_ready(other) is None
+    assert spawn_to_ready(LOG.splitlines()[0]) is None  # no worker started: the fallback is used
