@@ -85,17 +85,11 @@ def _warm(settings: Settings, images, model: WorkerModel, workdir: Path) -> tupl
     return max(0.0, float(np.median(idle)) - model.service.seconds(1)), cpu
 
 
-def spawn_to_ready(log: str) -> float | None:
-    """Seconds from the autoscaler's spawning the first worker to that worker's "ready"
-    line, from a service log (timestamps to the millisecond); None if either is missing."""
-    spawned = re.search(r"^(\S+ \S+) imgrec\.autoscaler INFO started worker pid (\d+)", log, re.M)
-    if spawned is None:
-        return None
-    ready = re.search(rf"^(\S+ \S+) imgrec\.worker INFO worker \S*-{spawned[2]}-\S* ready", log, re.M)
-    if ready is None:
-        return None
-    when = (datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f") for m in (spawned, ready))
-    return -(next(when) - next(when)).total_seconds()
+def spawned_at(log: str) -> float | None:
+    """When (epoch seconds) the autoscaler spawned its first worker, from a service log
+    (timestamps to the millisecond, local time); None if it spawned none."""
+    spawned = re.search(r"^(\S+ \S+) imgrec\.autoscaler INFO started worker pid \d+", log, re.M)
+    return datetime.strptime(spawned[1], "%Y-%m-%d %H:%M:%S,%f").timestamp() if spawned else None
 
 
 def calibrate(settings: Settings, images, model: WorkerModel, workdir: Path, starts: int = 3) -> WorkerModel:
@@ -106,21 +100,23 @@ def calibrate(settings: Settings, images, model: WorkerModel, workdir: Path, sta
     worker_ms, total_ms = cpu.get("worker", 0.0), sum(cpu.values())
     service = ServiceModel(model.service.a, max(model.service.b, worker_ms / 1000))
     side = (total_ms - worker_ms) / 1000  # charged while the workers serve, on the cores they share
-    cold, logged = [], []
+    cold, from_spawn = [], []
     for i in range(starts):
         svc = ServiceProcess(workdir / f"cold{i}", settings.model_path, "--max-workers", "1", env=service_env(settings))
         try:
             with httpx.Client(timeout=60) as client:
                 cold.append(_post(client, svc.url, images[i % len(images)]))
+                answered = time.time()
         finally:
             svc.stop()
-        logged.append(spawn_to_ready(svc.log.read_text()))
-    # On the live service (page cache warm, the service's own spawn path), not a bare
-    # worker's. The service's log times the start-up itself; a request's wait also holds
-    # the autoscaler's tick (a quarter second's chance: noise, in a median of a few),
-    # which the simulation has, so the fallback takes off its mean.
-    if all(x is not None for x in logged):
-        start_up = float(np.median(logged))
+        spawned = spawned_at(svc.log.read_text())
+        from_spawn.append(None if spawned is None else answered - spawned)
+    # On the live service (page cache warm, the service's own spawn path, the first
+    # inference's warm-up), not a bare worker's. Timed from the spawn the service logs:
+    # a request's whole wait also holds the autoscaler's tick (a quarter second's chance,
+    # noise in a median of a few), which the simulation has; the fallback takes its mean.
+    if all(x is not None for x in from_spawn):
+        start_up = float(np.median(from_spawn)) - overhead - service.seconds(1)
     else:
         start_up = float(np.median(cold)) - overhead - service.seconds(1) - settings.poll_interval / 2
     return dataclasses.replace(model, service=service, side_cpu=side, overhead=overhead,
