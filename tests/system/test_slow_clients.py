@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from images import chelsea, encode
-from imgrec.testing import ServiceProcess
+from imgrec.testing import IMGREC, ServiceProcess, WebPart, service_env
 
 CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
 HEAD = (
@@ -176,3 +176,25 @@ def test_a_request_trickled_on_a_kept_connection_is_cut_at_the_header_deadline(s
         s.sendall(b"GET /api/v1/limits HTTP/1.1\r\n")  # and nothing more
         assert s.recv(100).startswith(b"HTTP/1.1 408")
         assert time.monotonic() - started < 4.5
+
+
+def test_idle_connections_past_the_soft_open_files_limit_do_not_lock_out_a_new_client(tmp_path, model_dir):
+    # Started under a soft limit of 256 open files (the usual soft limit is 1024; the hard
+    # one is much higher): the web tier takes the hard limit, so 600 clients idle on
+    # their kept connections (for IMGREC_KEEP_ALIVE seconds) leave room for another.
+    wrapper = tmp_path / "low-soft-limit"
+    wrapper.write_text(f'#!/bin/sh\nulimit -S -n 256\nexec "{IMGREC}" "$@"\n')
+    wrapper.chmod(0o755)
+    web = WebPart(tmp_path / "web.log", service_env(tmp_path / "data", model_dir), program=str(wrapper))
+    idle = []
+    try:
+        for _ in range(600):
+            s = socket.create_connection(("127.0.0.1", web.port), timeout=10)
+            idle.append(s)
+            s.sendall(STATUS)
+            assert _answer(s).startswith(b"HTTP/1.1 200")
+        assert httpx.get(web.url + "/api/v1/limits", timeout=10).status_code == 200
+    finally:
+        for s in idle:
+            s.close()
+        web.stop()

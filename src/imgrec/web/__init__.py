@@ -19,6 +19,22 @@ log = logging.getLogger("imgrec.web")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def _take_the_open_files_limit() -> None:
+    """Each kept connection holds a file descriptor for up to `keep_alive` seconds: raise
+    the soft limit (often 1024) to the hard one, so that a thousand idle clients do not
+    lock new ones out (as nginx's worker_rlimit_nofile, or Go's runtime, do)."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:  # e.g. an unlimited hard limit the kernel caps lower
+            log.warning("open files stay limited to %d (raising it to %s failed: %s)", soft, hard, exc)
+
+
 def run_web(settings: Settings) -> None:
     """Entry point of `imgrec web`: uvicorn serving `create_app(settings)`."""
     import setproctitle
@@ -28,6 +44,7 @@ def run_web(settings: Settings) -> None:
     from imgrec.web.protocol import with_header_timeout
 
     setproctitle.setproctitle("imgrec web")
+    _take_the_open_files_limit()
     # A queue or store set up wrong is one clear line here, not a traceback from the app's start.
     open_store(settings.store_url)
     request_queue(settings).close()
