@@ -100,6 +100,8 @@ def test_bench_replay_sets_live_figures_beside_the_simulation(tmp_path):
     steady = report["shapes"]["steady"]
     model = report["model"]  # calibrated on the live service, the load client's CPU beside the workers included
     assert model["overhead_ms"] > 0 and model["cold_start_s"] > 0 and model["side_cpu_ms"] > 0
+    assert len(report["calibrations"]) == 2 and report["calibrations"][0] == model  # one before each round
+    assert len(model["start_ups_s"]) == 1 and steady["simulated"]["runs"] == 2 * report["phases"]
     assert steady["live"]["answered"] == steady["live"]["requests"] > 0
     assert len(steady["live_runs"]) == steady["live"]["runs"] == 2  # two live runs, pooled
     assert all(r["answered"] == r["requests"] for r in steady["live_runs"])

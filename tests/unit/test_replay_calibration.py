@@ -36,3 +36,23 @@ def test_the_start_up_is_timed_from_the_spawn_the_service_logs():
     expected = datetime.datetime(2026, 12, 2, 16, 1, 59, 908000).timestamp()  # local time, as logged
     assert spawned_at(LOG) == pytest.approx(expected)
     assert spawned_at(LOG.splitlines()[0]) is None  # no worker started: the fallback is used
+
+
+def test_the_prediction_pools_every_calibration_start_up_and_tick_phase():
+    """The simulated side is made as the live one: each round's calibration, each start-up
+    it measured, ticks at several phases, all pooled."""
+    from imgrec.autoscaler.simulate import ServiceModel, WorkerModel
+    from imgrec.bench.commands import load_trace
+    from imgrec.bench.replay import PHASES, predicted
+    from imgrec.settings import Settings
+
+    settings = Settings()
+    trace = load_trace("steady", 20.0, 6.0, 0, "auto", "", 1.0, 1.0)
+    model = WorkerModel(ServiceModel(0.0, 0.02), 0.5, settings.max_batch, 2.0, settings.max_backlog, 0.015, 0.01)
+    fast, slow = predicted(trace, settings, [(model, [0.3])]), predicted(trace, settings, [(model, [1.2])])
+    both = predicted(trace, settings, [(model, [0.3]), (model, [1.2])])
+    assert fast["runs"] == PHASES and both["runs"] == 2 * PHASES
+    assert both["worker_seconds"] == pytest.approx((fast["worker_seconds"] + slow["worker_seconds"]) / 2, abs=0.15)
+    # A slower start-up keeps more requests waiting: it shows in the pooled tail.
+    assert fast["p99_ms"] < both["p99_ms"] < slow["p99_ms"]
+    assert predicted(trace, settings, [(model, [0.3])]) == fast  # deterministic: no seed to pass

@@ -92,32 +92,32 @@ def spawned_at(log: str) -> float | None:
     return datetime.strptime(spawned[1], "%Y-%m-%d %H:%M:%S,%f").timestamp() if spawned else None
 
 
-def calibrate(settings: Settings, images, model: WorkerModel, workdir: Path, starts: int = 3) -> WorkerModel:
+def calibrate(settings: Settings, images, model: WorkerModel, workdir: Path,
+              starts: int = 3) -> tuple[WorkerModel, list[float]]:
     """`model` with the overhead of a request, the workers' CPU per image, the CPU each
     image costs beside them (web tier and load client), and the start-up a request at
-    zero workers waits for, each measured on the live service."""
+    zero workers waits for (their median), each measured on the live service; and each
+    probe's start-up, for a prediction that spans their spread."""
     overhead, cpu = _warm(settings, images, model, workdir / "warm")
     worker_ms, total_ms = cpu.get("worker", 0.0), sum(cpu.values())
     service = ServiceModel(model.service.a, max(model.service.b, worker_ms / 1000))
     side = (total_ms - worker_ms) / 1000  # charged while the workers serve, on the cores they share
-    cold, from_spawn = [], []
+    start_ups = []
     for i in range(starts):
         svc = ServiceProcess(workdir / f"cold{i}", settings.model_path, "--max-workers", "1", env=service_env(settings))
         try:
             with httpx.Client(timeout=60) as client:
-                cold.append(_post(client, svc.url, images[i % len(images)]))
+                waited = _post(client, svc.url, images[i % len(images)])
                 answered = time.time()
         finally:
             svc.stop()
+        # On the live service (page cache warm, the service's own spawn path, the first
+        # inference's warm-up), not a bare worker's. Timed from the spawn the service logs:
+        # a request's whole wait also holds the autoscaler's tick, which the simulation
+        # has; without a logged spawn, the tick's mean is taken off instead.
         spawned = spawned_at(svc.log.read_text())
-        from_spawn.append(None if spawned is None else answered - spawned)
-    # On the live service (page cache warm, the service's own spawn path, the first
-    # inference's warm-up), not a bare worker's. Timed from the spawn the service logs:
-    # a request's whole wait also holds the autoscaler's tick (a quarter second's chance,
-    # noise in a median of a few), which the simulation has; the fallback takes its mean.
-    if all(x is not None for x in from_spawn):
-        start_up = float(np.median(from_spawn)) - overhead - service.seconds(1)
-    else:
-        start_up = float(np.median(cold)) - overhead - service.seconds(1) - settings.poll_interval / 2
-    return dataclasses.replace(model, service=service, side_cpu=side, overhead=overhead,
-                               cold_start=max(0.05, start_up))
+        whole = answered - spawned if spawned is not None else waited - settings.poll_interval / 2
+        start_ups.append(max(0.05, whole - overhead - service.seconds(1)))
+    calibrated = dataclasses.replace(model, service=service, side_cpu=side, overhead=overhead,
+                                     cold_start=float(np.median(start_ups)))
+    return calibrated, start_ups

@@ -88,9 +88,11 @@ def bench_replay(
     rate_scale: Annotated[float, typer.Option(help="Keep each arrival this many times on average")] = 1.0,
     images: Annotated[Path | None, typer.Option(help="A folder of images to send (default: sample photographs)")] = None,
     out: Path = Path("bench-results"),
-    starts: Annotated[int, typer.Option(help="Cold starts of the live service that calibrate the simulated start-up")] = 3,
-    repeats: Annotated[int, typer.Option(min=1, help="Live runs of each trace, pooled: the mean worker-seconds, "
-                                                     "the percentiles of all their answers")] = 1,
+    starts: Annotated[int, typer.Option(min=1, help="Cold starts of the live service that calibrate the "
+                                                    "simulated start-up, in each round")] = 3,
+    repeats: Annotated[int, typer.Option(min=1, help="Rounds of live runs of each trace, each calibrated before it, "
+                                                     "pooled: the mean worker-seconds, the percentiles of all "
+                                                     "their answers")] = 1,
 ) -> None:
     """Replay short traces against `imgrec up` and set the simulator's prediction beside
     each: worker-seconds and p99 must agree within 25 %."""

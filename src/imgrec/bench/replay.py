@@ -11,6 +11,7 @@ scaled back to zero, as the simulation counts them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import tempfile
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from imgrec import presence
+from imgrec.autoscaler.simulate import WorkerModel
 from imgrec.autoscaler.traces import Trace
 from imgrec.bench.calibrate import calibrate, send_all, service_env
 from imgrec.bench.scaling import compare, host_cores, inputs
@@ -70,34 +72,64 @@ def pooled(runs: list[dict]) -> dict:
     }
 
 
+PHASES = 4  # simulated tick phases per calibrated start-up
+
+
+def predicted(trace: Trace, settings: Settings, models: list[tuple[WorkerModel, list[float]]]) -> dict:
+    """The simulator's figures for a trace, as the live ones are made: pooled over runs.
+
+    A live run meets the autoscaler's ticks at no particular phase, one start-up from
+    the machine's spread, and the machine as fast as it was around that run. So each
+    calibration (one per round of live runs) is simulated with each start-up it measured
+    and ticks at `PHASES` phases across the interval, and the runs are pooled as the
+    live ones are: a short trace's p99 is its few slowest requests, which meet a start-up
+    or not depending on exactly these."""
+    runs = []
+    for model, start_ups in models:
+        for start_up in start_ups:
+            for k in range(PHASES):
+                first_tick = (k + 0.5) / PHASES * settings.poll_interval
+                result = compare(trace.times, ["imgrec"], settings, dataclasses.replace(model, cold_start=start_up),
+                                 trace.duration, first_tick=first_tick)["imgrec"]
+                runs.append({**result.figures(), "latencies": result.latencies.tolist()})
+    return {**pooled(runs), "peak_workers": max(r["peak_workers"] for r in runs)}
+
+
+def _model_figures(model: WorkerModel, start_ups: list[float], source: str) -> dict:
+    return {
+        "service_a_ms": round(model.service.a * 1000, 2), "service_b_ms": round(model.service.b * 1000, 2),
+        "cold_start_s": round(model.cold_start, 2), "start_ups_s": [round(x, 2) for x in start_ups],
+        "overhead_ms": round(model.overhead * 1000, 1), "host_cores": model.host_cores and round(model.host_cores, 2),
+        "side_cpu_ms": round(model.side_cpu * 1000, 2), "source": source,
+    }
+
+
 def replay(
     settings: Settings, traces: list[Trace], images: list[tuple[str, bytes]], out: Path, starts: int = 3,
     repeats: int = 1,
 ) -> dict:
-    """Each trace live (`repeats` times, pooled) and simulated; the report (also written to out/replay.json)."""
-    model, source = inputs(settings, None, None, host_cores(settings, None))
+    """Each trace live (`repeats` rounds, each calibrated just before it; pooled) and
+    simulated; the report (also written to out/replay.json)."""
+    engine, source = inputs(settings, None, None, host_cores(settings, None))
+    models: list[tuple[WorkerModel, list[float]]] = []
+    runs: dict[str, list[dict]] = {trace.name: [] for trace in traces}
     with tempfile.TemporaryDirectory(prefix="imgrec-replay-") as tmp:
-        model = calibrate(settings, images, model, Path(tmp) / "calibration", starts)
-        report: dict = {"model": {
-            "service_a_ms": round(model.service.a * 1000, 2), "service_b_ms": round(model.service.b * 1000, 2),
-            "cold_start_s": round(model.cold_start, 2), "overhead_ms": round(model.overhead * 1000, 1),
-            "host_cores": model.host_cores and round(model.host_cores, 2),
-            "side_cpu_ms": round(model.side_cpu * 1000, 2), "source": source,
-        }, "repeats": repeats, "shapes": {}}
-        for i, trace in enumerate(traces):
-            runs = [replay_live(settings, trace, images, Path(tmp) / f"run{i}-{k}") for k in range(repeats)]
-            live = pooled(runs)
-            # The live autoscaler ticks at no particular moment of the trace: the simulated
-            # ticks start half an interval in, so the first arrival (every shape has one near
-            # 0) waits for a tick as long as on average live, and as the calibration assumes.
-            phase = settings.poll_interval / 2
-            sim = compare(trace.times, ["imgrec"], settings, model, trace.duration, first_tick=phase)["imgrec"].figures()
-            close = {k: abs(sim[k] - live[k]) / max(live[k], 1e-9) for k in ("worker_seconds", "p99_ms")}
-            report["shapes"][trace.name] = {
-                "live": live, "simulated": sim, "difference": {k: round(v, 3) for k, v in close.items()},
-                "agrees": all(v <= AGREEMENT for v in close.values()),
-                "live_runs": [{k: v for k, v in r.items() if k != "latencies"} for r in runs],
-            }
+        for k in range(repeats):  # the machine's speed drifts: calibrate beside each round
+            models.append(calibrate(settings, images, engine, Path(tmp) / f"calibration{k}", starts))
+            for i, trace in enumerate(traces):
+                runs[trace.name].append(replay_live(settings, trace, images, Path(tmp) / f"run{i}-{k}"))
+    report: dict = {
+        "model": _model_figures(*models[0], source), "calibrations": [_model_figures(*m, source) for m in models],
+        "repeats": repeats, "phases": PHASES, "shapes": {},
+    }
+    for trace in traces:
+        live, sim = pooled(runs[trace.name]), predicted(trace, settings, models)
+        close = {k: abs(sim[k] - live[k]) / max(live[k], 1e-9) for k in ("worker_seconds", "p99_ms")}
+        report["shapes"][trace.name] = {
+            "live": live, "simulated": sim, "difference": {k: round(v, 3) for k, v in close.items()},
+            "agrees": all(v <= AGREEMENT for v in close.values()),
+            "live_runs": [{k: v for k, v in r.items() if k != "latencies"} for r in runs[trace.name]],
+        }
     report["agreeing_shapes"] = sum(s["agrees"] for s in report["shapes"].values())
     out.mkdir(parents=True, exist_ok=True)
     (out / "replay.json").write_text(json.dumps(report, indent=1))
