@@ -141,7 +141,13 @@ def test_many_processes_each_message_once(queue_url):
     for p in procs:
         p.join(10)
     everything = [x for r in results for x in r]
-    assert sorted(everything) == list(range(n)), "each message delivered exactly once"
+    assert sorted(set(everything)) == list(range(n)), "each message delivered"
+    if queue_url.startswith("sqs:"):
+        # SQS promises at least once, not exactly once (and moto's receive is not locked
+        # against a concurrent receive: CI saw one message twice in 200). Rare, not routine.
+        assert len(everything) - n <= 2, f"{len(everything) - n} duplicates in {n}"
+    else:
+        assert len(everything) == n, "each message delivered exactly once"
     assert sum(1 for r in results if r) >= 2, "work was shared"
 
 
