@@ -73,6 +73,9 @@ def test_bench_e2e_reports_and_charts(tmp_path):
     assert report["lost_or_5xx_or_wrong"] == 0 and report["main"]["ok"] == 24 and report["rounds"] == 1
     assert report["ratio_to_bare"] > 0 and report["cold_start_seconds"] > 0
     assert set(report["stages_ms_per_image"]) >= {"web.parse", "worker.decode", "worker.inference", "worker.queue_wait"}
+    idle = report["idle_stages_ms_per_image"]  # an idle request's time, stage by stage
+    assert set(idle) == set(report["stages_ms_per_image"]) and idle["worker.inference"] > 0
+    assert idle["web.wait_for_reply"] >= idle["worker.inference"]
     assert [s["concurrency"] for s in report["sweep"]] == [1, 8]
     assert (tmp_path / "report" / "e2e.png").read_bytes()[:4] == b"\x89PNG"
     assert "ratio" in out.stdout

@@ -91,6 +91,15 @@ def _snapshot(svc: ServiceProcess):
     return web_stages(svc.url), worker_stages(svc.store)
 
 
+def _snapshot_after(svc: ServiceProcess, since, images: int, timeout: float = 15.0):
+    """A snapshot once the workers' heartbeats (rewritten every few seconds) count the
+    `images` done since `since`, or after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while (after := _snapshot(svc))[1][1] - since[1][1] < images and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return after
+
+
 def _workers(svc: ServiceProcess) -> int:
     return svc.status()["workers"]
 
@@ -159,10 +168,14 @@ def run_e2e(
             env=env,
         )
         try:
-            run_load(svc.url, items, cores * 32, cores * 8, API)  # warm-up: every worker started and warm
+            warm = run_load(svc.url, items, cores * 32, cores * 8, API)  # every worker started and warm
             wait_until(lambda: _workers(svc) == cores, 60, what="all workers")
+            idle_before = _snapshot_after(svc, ({}, ({}, 0)), warm.ok)  # the warm-up all counted
             single = run_load(svc.url, items, 30, 1, API)
             report["idle_single_request"] = single.summary()
+            # Where an idle request's time goes: the same stages, one request at a time.
+            idle_after = _snapshot_after(svc, idle_before, single.ok)
+            report["idle_stages_ms_per_image"] = stage_breakdown(idle_before, idle_after, single.ok)
             report["idle_p50_overhead_ms"] = round(single.percentile(50) - report["bare_single_image_ms"], 2)
 
             plain_runs, engine_runs, service_runs, cpu = [], [], [], []
@@ -173,7 +186,7 @@ def run_e2e(
                 sample = CpuSample.take(svc.proc.pid)
                 service_runs.append(run_load(svc.url, items, requests, concurrency, API))
                 cpu.append(account(sample, CpuSample.take(svc.proc.pid), service_runs[-1].ok))
-            after = _snapshot(svc)
+            after = _snapshot_after(svc, before, sum(r.ok for r in service_runs))
             best = max(range(rounds), key=lambda i: service_runs[i].images_per_second)
             main = service_runs[best]
             plain, engine = max(plain_runs), max(engine_runs)

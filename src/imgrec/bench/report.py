@@ -58,9 +58,11 @@ def e2e_tables(r: dict, requests: int, concurrency: int) -> list[Table]:
         [[role, f"{ms:.2f}"] for role, ms in r["cpu"]["cpu_ms_per_image"].items()],
         first_left=True,
     )
+    idle = r.get("idle_stages_ms_per_image", {})
     stages = _table(
-        "ms per image in each stage (the service's own timings)", ["stage", "ms"],
-        [[stage, f"{ms:.2f}"] for stage, ms in r["stages_ms_per_image"].items()], first_left=True,
+        "ms per image in each stage (the service's own timings)", ["stage", f"{concurrency} clients", "idle, 1 client"],
+        [[stage, f"{ms:.2f}", f"{idle[stage]:.2f}" if stage in idle else "-"]
+         for stage, ms in r["stages_ms_per_image"].items()], first_left=True,
     )
     verdict = {True: "pass", False: "FAIL", None: "-"}
     targets = _table(
