@@ -117,8 +117,9 @@ def test_store_not_writable_gives_503_then_recovers(tmp_path, model_dir):
 
 
 def _slow_png() -> bytes:
-    """A valid 40-megapixel PNG of 130 KB: decoding it takes about a second here."""
-    arr = np.zeros((6300, 6300, 3), np.uint8)
+    """A valid 100-megapixel PNG of 320 KB: decoding it takes 0.7 s on a quiet machine
+    here (a 40-megapixel one took 0.28 s, under the test's 0.3 s limit: it was answered)."""
+    arr = np.zeros((10_000, 10_000, 3), np.uint8)
     arr[::7, :, 0] = 255
     arr[:, ::5, 1] = 255
     buf = io.BytesIO()
@@ -129,7 +130,10 @@ def _slow_png() -> bytes:
 def test_poison_image_is_dead_lettered_and_answered_others_unaffected(tmp_path, model_dir):
     svc = ServiceProcess(
         tmp_path / "svc", model_dir, "--max-workers", "1", "--scale-in-delay", "30",
-        env={"IMGREC_IMAGE_TIMEOUT": "0.3", "IMGREC_MAX_RECEIVES": "3", "IMGREC_VISIBILITY_TIMEOUT": "2"},
+        env={
+            "IMGREC_IMAGE_TIMEOUT": "0.3", "IMGREC_MAX_RECEIVES": "3", "IMGREC_VISIBILITY_TIMEOUT": "2",
+            "IMGREC_MAX_PIXELS": "120000000",
+        },
     )
     try:
         files = [("file", _cat()), ("file", ("poison.png", _slow_png(), "image/png")), ("file", _cat())]
