@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     max_receives: int = _setting(5, "deliveries before a message goes to the dead-letter queue")
     worker_idle_timeout: float = _setting(30.0, "a worker run alone exits after this long without work")
     intra_op_threads: int = _setting(1, "onnxruntime threads per worker (workers are processes)")
+    infer_batch: int = _setting(
+        0, "images per onnxruntime call (a worker's batch is inferred so many at a time); 0: 2 for fp32, all for int8",
+        ge=0,
+    )
     ready_file: str = _setting(
         "",
         "a file a worker writes once its model answered a warm-up inference, and removes as it stops (a readiness probe)",

