@@ -55,12 +55,8 @@ def measure_service(settings: Settings) -> ServiceModel:
     """Best of `ROUNDS` timings of the classifier on batches of 1, 2, 4, ... max_batch
     (one worker's threads), fitted by least squares."""
     from imgrec.engine import Classifier
-    from imgrec.engine.preprocess import ImageLimits
 
-    clf = Classifier(
-        settings.model_path, threads=settings.intra_op_threads, limits=ImageLimits.from_settings(settings),
-        infer_batch=settings.infer_batch,
-    )
+    clf = Classifier.from_settings(settings)
     photos = sample_photos()
     clf.classify(photos[:2])  # the first runs allocate
     sizes = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= settings.max_batch] or [1]

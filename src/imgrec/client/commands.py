@@ -70,7 +70,6 @@ def submit(
 def local_classifier(settings: Settings, threads: int = 0):
     from imgrec.engine import Classifier, registry
     from imgrec.engine.model import build
-    from imgrec.engine.preprocess import ImageLimits
     from imgrec.errors import BackendError, ModelMissing
     from imgrec.stores import open_store
 
@@ -78,10 +77,7 @@ def local_classifier(settings: Settings, threads: int = 0):
         registry.obtain(settings.model_path, open_store(settings.store_url), settings.model)
     except (ModelMissing, BackendError):
         build(settings.model_path, variant=settings.model)
-    return Classifier(
-        settings.model_path, threads=threads or os.cpu_count() or 1, limits=ImageLimits.from_settings(settings),
-        infer_batch=settings.infer_batch,
-    )
+    return Classifier.from_settings(settings, threads=threads or os.cpu_count() or 1)
 
 
 def classify(

@@ -12,6 +12,7 @@ import onnxruntime as ort
 from imgrec.engine.model import Manifest, load_manifest
 from imgrec.engine.preprocess import ImageLimits, ImageRejected, load_image
 from imgrec.engine.variants import variant
+from imgrec.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,15 @@ class Classifier:
         )
         self._classes = self.manifest.labels
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="decode") if threads > 1 else None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, threads: int | None = None) -> Classifier:
+        """The classifier a worker (or a local command, with `threads`) runs: the configured
+        model, limits and inference batch."""
+        return cls(
+            settings.model_path, threads=threads or settings.intra_op_threads, limits=ImageLimits.from_settings(settings),
+            infer_batch=settings.infer_batch,
+        )
 
     @property
     def model_id(self) -> str:

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from imgrec.engine import Classifier, registry
-from imgrec.engine.preprocess import ImageLimits
 from imgrec.messages import new_id
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
@@ -70,10 +69,7 @@ def run_worker(settings: Settings, worker_id: str | None = None) -> None:
         presence.stop("stopped")
         queue.close()
         return
-    clf = Classifier(
-        settings.model_path, threads=settings.intra_op_threads, limits=ImageLimits.from_settings(settings),
-        infer_batch=settings.infer_batch,
-    )
+    clf = Classifier.from_settings(settings)
     said["model"] = clf.model_id
     processor = BatchProcessor(clf, store, worker_id, settings.image_timeout, stats, max_attempts=settings.max_receives)
     publisher = Publisher(settings.queue_url, store, stats)
