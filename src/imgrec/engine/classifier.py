@@ -107,7 +107,10 @@ class Classifier:
     def infer(self, pixels: list[np.ndarray]) -> list[Prediction]:
         """Run the model on decoded HxWx3 uint8 crops, `infer_batch` at a time."""
         step = self.infer_batch or max(1, len(pixels))
-        return [p for i in range(0, len(pixels), step) for p in self.predictions(self.run(self.normalize(pixels[i : i + step])))]
+        predictions: list[Prediction] = []
+        for start in range(0, len(pixels), step):
+            predictions += self.predictions(self.run(self.normalize(pixels[start : start + step])))
+        return predictions
 
     def normalize(self, pixels: list[np.ndarray]) -> np.ndarray:
         """Stack HxWx3 uint8 crops into the model's input (it normalises them itself)."""
