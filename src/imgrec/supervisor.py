@@ -22,6 +22,7 @@ from imgrec.messages import REQUEST_QUEUE
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
+from imgrec.stopping import on_stop_signal
 from imgrec.stores import open_store
 
 log = logging.getLogger("imgrec")
@@ -126,8 +127,7 @@ def run_up(settings: Settings) -> int:
     beat = Presence(open_store(settings.store_url), "supervisor", f"{socket.gethostname()}-{os.getpid()}", counters)
     beat.start()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    on_stop_signal(stop.set)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{host}:{settings.port}/"
     if _wait_healthy(url, children[0].proc):

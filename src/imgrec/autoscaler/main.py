@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 
 from imgrec.actuators import open_actuator
@@ -14,6 +13,7 @@ from imgrec.autoscaler.policy import ScalingConfig
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
+from imgrec.stopping import on_stop_signal
 from imgrec.stores import open_store
 from imgrec.worker.publisher import Publisher
 
@@ -45,8 +45,7 @@ def run_autoscaler(settings: Settings) -> None:
     local = settings.actuator in ("", "local") and settings.max_workers > 0
     check = ModelCheck(settings.model_path, publisher.store, variant=settings.model).problem if local else (lambda: "")
     scaler = Autoscaler(queue, actuator, config, settings.poll_interval, chores, check)
-    signal.signal(signal.SIGTERM, scaler.stop)
-    signal.signal(signal.SIGINT, scaler.stop)
+    on_stop_signal(scaler.stop)
     beat = Presence(publisher.store, "autoscaler", f"{socket.gethostname()}-{os.getpid()}",
                     lambda: {"counters": dict(actuator.counters), "problem": check()}).start()
     log.info(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -21,6 +20,7 @@ from imgrec.messages import new_id
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
+from imgrec.stopping import on_stop_signal
 from imgrec.stores import open_store
 from imgrec.worker.batch import BatchProcessor, WorkerStats
 from imgrec.worker.loop import WorkerLoop
@@ -47,13 +47,12 @@ def run_worker(settings: Settings, worker_id: str | None = None) -> None:
     stopping = threading.Event()
     loop: WorkerLoop | None = None
 
-    def stop(*_: object) -> None:
+    def stop() -> None:
         stopping.set()
         if loop is not None:
             loop.stop()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    on_stop_signal(stop)
     stats, said = WorkerStats(), {"problem": "", "model": ""}
     presence = Presence(store, "worker", worker_id, lambda: {
         **stats.as_beat(), **said, "progress_at": loop.progress_at if loop else time.time()}, started=born)
