@@ -1,4 +1,4 @@
-"""Stop signals, handled without deadlocks: the handler writes a byte, a thread stops.
+"""Stopping: signals handled without deadlocks, and children that stop with their parent.
 
 A Python signal handler runs in the main thread between two bytecodes, wherever that
 thread is, possibly inside a `with lock:` block (`threading.Event.set` and `wait`
@@ -12,12 +12,15 @@ killed. Writing to a pipe takes no lock; a thread reads it and runs the callback
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+log = logging.getLogger("imgrec")
 
 
 def on_stop_signal(callback: Callable[[], object]) -> None:
@@ -37,3 +40,30 @@ def on_stop_signal(callback: Callable[[], object]) -> None:
     threading.Thread(target=relay, name="stop-signal", daemon=True).start()
     for sig in STOP_SIGNALS:
         signal.signal(sig, handler)
+
+
+# Set by `imgrec up` for its children and by the local actuator for its workers.
+PARENT_ENV = "IMGREC_PARENT_PID"
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a child that should stop when this process is gone."""
+    return {**env, PARENT_ENV: str(os.getpid())}
+
+
+def stop_with_parent(every: float = 1.0) -> None:
+    """If started by an imgrec parent (see `child_env`), SIGTERM this process once that
+    parent is gone, e.g. `imgrec up` killed with SIGKILL: its web tier would otherwise
+    hold the port and its autoscaler keep workers running, and the next `imgrec up`
+    would meet them. The process stops as on any SIGTERM (gracefully)."""
+    parent = os.environ.get(PARENT_ENV, "")
+    if not parent.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(every)
+        log.warning("parent process %s is gone: stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -22,7 +22,7 @@ from imgrec.messages import REQUEST_QUEUE
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
-from imgrec.stopping import on_stop_signal
+from imgrec.stopping import child_env, on_stop_signal
 from imgrec.stores import open_store
 
 log = logging.getLogger("imgrec")
@@ -45,6 +45,18 @@ def answers(url: str, path: str = "/healthz") -> bool:
             return True
     except OSError:  # refused, timed out, or an error status
         return False
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why the web tier could not listen on host:port now (bound as uvicorn binds), or None."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> bool:
@@ -116,10 +128,18 @@ def run_up(settings: Settings) -> int:
     import setproctitle
 
     setproctitle.setproctitle("imgrec up")
+    if (why := cannot_listen(settings.host, settings.port)) is not None:
+        # Not a web tier restarted in a loop beside whatever holds the port (e.g. the
+        # children of an `imgrec up` killed with SIGKILL, until they notice).
+        log.error(
+            "cannot listen on %s:%d: %s. Is another imgrec up, or another program, using it? "
+            "Stop it, or choose another port (--port, IMGREC_PORT).", settings.host, settings.port, why,
+        )
+        return 1
     for line in init_backends(settings):
         log.info(line)
     _model(settings)  # once, before any worker looks for it
-    env = {**os.environ, **settings.to_env()}
+    env = child_env({**os.environ, **settings.to_env()})
     children = [Child("web", env), Child("autoscaler", env)]
     def counters() -> dict:
         return {"counters": {f"{c.name}_restarts": c.restarts for c in children}}

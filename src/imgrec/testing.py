@@ -109,10 +109,12 @@ class WebPart(Part):
 class ServiceProcess(WebPart):
     """`imgrec up` with its own data directory."""
 
-    def __init__(self, data_dir: Path, model_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, model_dir: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
         self.data_dir = data_dir
         env = {**service_env(data_dir, model_dir), **(env or {})}
-        super().__init__(data_dir / "up.log", env, *args, command="up")
+        super().__init__(data_dir / "up.log", env, *args, command="up", port=port)
         self.store: ObjectStore = open_store(Settings(data_dir=data_dir, store=env.get("IMGREC_STORE", "")).store_url)
 
     def worker_pids(self) -> list[int]:

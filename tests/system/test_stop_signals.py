@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
 import pytest
 
 from imgrec.bench.cpu import tree_cpu
-from imgrec.testing import Part, WebPart, service_env, wait_until
+from imgrec.testing import Part, ServiceProcess, WebPart, alive, service_env, wait_until
 
 ROLE_FOLDER = {"worker": "workers", "autoscaler": "autoscalers", "up": "supervisors"}
 
@@ -75,3 +76,37 @@ def test_a_storm_of_stop_signals_stops_it_cleanly(tmp_path, model_dir, command):
             for pid in tree_cpu(part.proc.pid) if part.proc.poll() is None else ():
                 os.kill(pid, signal.SIGKILL)  # a hung one and what it started
             part.stop()
+
+
+def test_the_children_of_an_up_killed_with_sigkill_stop_and_free_the_port(tmp_path, model_dir):
+    """No orphans: `imgrec up` killed outright (OOM killer, `kill -9`) leaves no web tier
+    holding its port and no autoscaler or worker running; the next `up` starts cleanly."""
+    svc = ServiceProcess(tmp_path / "first", model_dir, "--min-workers", "1")
+    try:
+        wait_until(lambda: svc.worker_pids(), 60, 0.2, "a worker")
+        children = set(tree_cpu(svc.proc.pid)) - {svc.proc.pid}
+        assert {tree_cpu(svc.proc.pid)[pid][0] for pid in children} >= {"web", "autoscaler", "worker"}
+        svc.proc.kill()
+        svc.proc.wait()
+        wait_until(lambda: not any(alive(pid) for pid in children), 20, 0.2, "the orphans to stop")
+        assert "is gone: stopping" in svc.log.read_text()
+    finally:
+        svc.stop()
+    again = ServiceProcess(tmp_path / "again", model_dir, "--min-workers", "1", port=svc.port)
+    try:
+        assert again.port == svc.port and "restarting" not in again.log.read_text()
+    finally:
+        assert again.stop() == 0
+
+
+def test_up_on_a_port_in_use_says_so_in_one_line_and_exits(tmp_path, model_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        part = Part(tmp_path / "up.log", service_env(tmp_path, model_dir), "up", "--port", str(port))
+        assert part.proc.wait(30) == 1
+        part.stop()
+        out = part.log.read_text()
+        assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in out, out
+        assert "restarting" not in out and "imgrec is up" not in out

@@ -13,7 +13,7 @@ from imgrec.autoscaler.policy import ScalingConfig
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
-from imgrec.stopping import on_stop_signal
+from imgrec.stopping import child_env, on_stop_signal, stop_with_parent
 from imgrec.stores import open_store
 from imgrec.worker.publisher import Publisher
 
@@ -33,7 +33,7 @@ def run_autoscaler(settings: Settings) -> None:
 
     setproctitle.setproctitle("imgrec autoscaler")
     queue = request_queue(settings)
-    actuator = open_actuator(settings.actuator, {**os.environ, **worker_settings(settings).to_env()}, settings)
+    actuator = open_actuator(settings.actuator, child_env({**os.environ, **worker_settings(settings).to_env()}), settings)
     config = ScalingConfig.from_settings(settings)
     publisher = Publisher(settings.queue_url, open_store(settings.store_url))
     chores = Housekeeping(
@@ -46,6 +46,7 @@ def run_autoscaler(settings: Settings) -> None:
     check = ModelCheck(settings.model_path, publisher.store, variant=settings.model).problem if local else (lambda: "")
     scaler = Autoscaler(queue, actuator, config, settings.poll_interval, chores, check)
     on_stop_signal(scaler.stop)
+    stop_with_parent()
     beat = Presence(publisher.store, "autoscaler", f"{socket.gethostname()}-{os.getpid()}",
                     lambda: {"counters": dict(actuator.counters), "problem": check()}).start()
     log.info(

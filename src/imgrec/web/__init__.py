@@ -13,6 +13,7 @@ import sys
 
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
+from imgrec.stopping import stop_with_parent
 from imgrec.stores import open_store
 
 log = logging.getLogger("imgrec.web")
@@ -57,6 +58,7 @@ def run_web(settings: Settings) -> None:
     # to the handler it found: make that a clean exit.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
+    stop_with_parent()
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level="warning",
         timeout_graceful_shutdown=int(settings.request_timeout), timeout_keep_alive=settings.keep_alive,

@@ -20,7 +20,7 @@ from imgrec.messages import new_id
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
-from imgrec.stopping import on_stop_signal
+from imgrec.stopping import on_stop_signal, stop_with_parent
 from imgrec.stores import open_store
 from imgrec.worker.batch import BatchProcessor, WorkerStats
 from imgrec.worker.loop import WorkerLoop
@@ -53,6 +53,7 @@ def run_worker(settings: Settings, worker_id: str | None = None) -> None:
             loop.stop()
 
     on_stop_signal(stop)
+    stop_with_parent()
     stats, said = WorkerStats(), {"problem": "", "model": ""}
     presence = Presence(store, "worker", worker_id, lambda: {
         **stats.as_beat(), **said, "progress_at": loop.progress_at if loop else time.time()}, started=born)
