@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     max_concurrent_uploads: int = _setting(32, "uploads parsed, checked and stored at once (the rest wait, received)")
     max_uploads_per_client: int = _setting(512, "requests with a body one client address may have in progress (429 above)")
     header_timeout: float = _setting(10.0, "seconds to receive a request's line and headers (408 after)")
+    max_header_bytes: int = _setting(65536, "bytes a request's line and headers may take (431 above)", ge=1024)
     keep_alive: int = _setting(
         75, "seconds an idle connection is kept for the client's next request: longer than clients keep theirs", ge=1
     )

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from images import chelsea, encode
+from imgrec.bench.cpu import tree_cpu
 from imgrec.testing import IMGREC, ServiceProcess, WebPart, service_env
 
 CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
@@ -115,6 +116,35 @@ def test_trickled_headers_are_cut_at_their_deadline(service):
         slow.stop()
         for s in silent:
             s.close()
+
+
+def _web_rss_kb(service) -> int:
+    (web,) = [pid for pid, (role, _) in tree_cpu(service.proc.pid).items() if role == "web"]
+    status = open(f"/proc/{web}/status").read()
+    return int(status.split("VmRSS:")[1].split()[0])
+
+
+def test_headers_past_the_size_limit_get_431_and_cost_no_memory(service):
+    """httptools bounds nothing: 300 MB of headers once grew the web tier by 300 MB."""
+    before = _web_rss_kb(service)
+    with socket.create_connection(("127.0.0.1", service.port)) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        line = b"X-Filler: " + b"v" * 8000 + b"\r\n"
+        sent = 0
+        try:
+            while sent < 300_000_000:
+                s.sendall(line * 100)
+                sent += len(line) * 100
+        except OSError:  # closed after the lingering answer: fine, the answer is what counts
+            pass
+        s.settimeout(10)
+        reply = s.recv(300)
+    assert reply.startswith(b"HTTP/1.1 431"), reply
+    assert b"over 65,536 bytes" in reply
+    assert _web_rss_kb(service) - before < 50_000, "the refused headers were not held"
+    # Large but legal headers still pass, on an upload too.
+    r = httpx.post(service.url + "/", files={"myfile": CAT}, headers={"X-Big": "v" * 30_000}, timeout=30)
+    assert r.status_code == 200 and r.text == "cat:tiger cat", r.text
 
 
 def test_one_address_cannot_take_every_connection(service):

@@ -42,7 +42,7 @@ def run_web(settings: Settings) -> None:
     import uvicorn
 
     from imgrec.web.app import create_app
-    from imgrec.web.protocol import with_header_timeout
+    from imgrec.web.protocol import with_header_limits
 
     setproctitle.setproctitle("imgrec web")
     _take_the_open_files_limit()
@@ -63,6 +63,6 @@ def run_web(settings: Settings) -> None:
         create_app(settings), host=settings.host, port=settings.port, log_level="warning",
         timeout_graceful_shutdown=int(settings.request_timeout), timeout_keep_alive=settings.keep_alive,
         access_log=False,
-        http=with_header_timeout(settings.header_timeout), proxy_headers=True,
+        http=with_header_limits(settings.header_timeout, settings.max_header_bytes), proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,
     )

@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with a deadline on each request's line and headers.
+"""uvicorn's httptools protocol with a deadline and a size limit on each request's line
+and headers.
 
 uvicorn closes a keep-alive connection that stays idle (after `keep_alive` seconds),
 but a connection that sends a request's first bytes and then trickles the rest
@@ -8,6 +9,11 @@ after `header_timeout` seconds. Between requests a kept connection is idle, not 
 there the deadline starts at the next request's first byte, and the keep-alive
 alone decides when it closes (quietly: a 408 written to an idle connection could
 meet the client's next request).
+
+httptools itself puts no bound on headers: one connection sending 300 MB of them in
+under a second grew the web tier by 300 MB and was then answered. Past
+`max_header_bytes` (64 KiB by default; nginx allows 32, Node 16) the request gets 431
+and the connection is closed.
 
 It also closes gently after an early answer (e.g. 413 to an upload announced too
 large): closing a socket with unread bytes makes the kernel reset the connection,
@@ -26,6 +32,14 @@ import asyncio
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+def _too_large_response(limit: int) -> bytes:
+    text = f"the request line and headers are over {limit:,} bytes\n".encode()
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(text), text)
+    )
 LINGER_SECONDS = 2.0
 
 
@@ -52,7 +66,8 @@ class _LingeringTransport:
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    header_timeout = 10.0  # set per server by `with_header_timeout`
+    header_timeout = 10.0  # set per server by `with_header_limits`, as is:
+    max_header_bytes = 65536
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
@@ -60,6 +75,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._real = transport  # uvicorn holds the lingering wrapper
         self._awaiting_headers = True
         self._between_requests = False  # a new connection owes its first request's headers at once
+        self._header_bytes = 0  # of the awaited headers, received so far
         super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
         self._watch()
 
@@ -67,8 +83,18 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         if self._linger_timer is not None:
             return  # the rest of a body already answered: dropped
         self._between_requests = False
+        awaiting = self._awaiting_headers
         super().data_received(data)
+        if awaiting and self._awaiting_headers:  # all of it was line and headers, still incomplete
+            self._header_bytes += len(data)
+            if self._header_bytes > self.max_header_bytes and not self.transport.is_closing():
+                self._refuse_headers()
+                return
         self._watch()
+
+    def _refuse_headers(self) -> None:
+        self.transport.write(_too_large_response(self.max_header_bytes))
+        self._linger()  # the rest of the headers is read and dropped, so the client sees the 431
 
     def eof_received(self) -> bool | None:
         if self._linger_timer is not None:
@@ -83,7 +109,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._linger_timer = self.loop.call_later(LINGER_SECONDS, real.close)
 
     def on_headers_complete(self) -> None:
-        self._awaiting_headers = False
+        self._awaiting_headers, self._header_bytes = False, 0
         super().on_headers_complete()
         self._watch()
 
@@ -121,6 +147,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def with_header_timeout(seconds: float) -> type[HeaderDeadlineProtocol]:
-    """The protocol class to give uvicorn (`http=`), with this deadline."""
-    return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout": seconds})
+def with_header_limits(seconds: float, max_bytes: int) -> type[HeaderDeadlineProtocol]:
+    """The protocol class to give uvicorn (`http=`), with this deadline and size limit."""
+    limits = {"header_timeout": seconds, "max_header_bytes": max_bytes}
+    return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), limits)
