@@ -18,11 +18,14 @@ import socket
 import subprocess
 import time
 
+import httpx
 import pytest
 
+from images import chelsea, encode
 from imgrec.bench.cpu import tree_cpu
 from imgrec.testing import Part, ServiceProcess, WebPart, alive, service_env, wait_until
 
+CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
 ROLE_FOLDER = {"worker": "workers", "autoscaler": "autoscalers", "up": "supervisors"}
 
 
@@ -110,3 +113,26 @@ def test_up_on_a_port_in_use_says_so_in_one_line_and_exits(tmp_path, model_dir):
         out = part.log.read_text()
         assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in out, out
         assert "restarting" not in out and "imgrec is up" not in out
+
+
+def test_the_workers_of_a_killed_autoscaler_stop_and_the_restarted_one_runs_its_own(tmp_path, model_dir):
+    """Never more workers than the maximum: the dead autoscaler's workers finish their
+    batch and stop (nobody would supervise them), the restarted autoscaler starts its own."""
+    svc = ServiceProcess(tmp_path, model_dir, "--min-workers", "2", "--max-workers", "2")
+    try:
+        wait_until(lambda: len(svc.worker_pids()) == 2, 60, 0.2, "two workers")
+        old = set(svc.worker_pids())
+        (scaler,) = [pid for pid, (role, _) in tree_cpu(svc.proc.pid).items() if role == "autoscaler"]
+        os.kill(scaler, signal.SIGKILL)
+        wait_until(lambda: not any(alive(pid) for pid in old), 20, 0.2, "the old workers to stop")
+
+        def workers() -> list[int]:
+            return [pid for pid, (role, _) in tree_cpu(svc.proc.pid).items() if role == "worker"]
+
+        wait_until(lambda: len(workers()) == 2 and not old & set(workers()), 60, 0.2, "two new workers")
+        time.sleep(2)
+        assert len(workers()) == 2
+        r = httpx.post(svc.url + "/", files={"myfile": CAT}, timeout=60)
+        assert r.text == "cat:tiger cat"
+    finally:
+        assert svc.stop() == 0
