@@ -103,6 +103,9 @@ def test_operations_endpoints(service):
         assert name in metrics
     page = httpx.get(service.url + "/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    for path in ("/", "/healthz", "/readyz"):  # monitors (and `curl -I`) ask with HEAD
+        head = httpx.head(service.url + path)
+        assert head.status_code == 200 and head.content == b"", (path, head.status_code)
     assert "/static/app.js" in page.text and "drop" in page.text.lower()
 
 

@@ -27,7 +27,7 @@ def _file(folder, name: str, cache: str = "no-cache") -> Response:
                     headers={"Cache-Control": cache})
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def index():
     return _file(STATIC, "index.html")
 

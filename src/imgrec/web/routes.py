@@ -227,12 +227,12 @@ async def api_limits(p: Parts = Depends(parts)):
     }
 
 
-@router.get("/healthz", include_in_schema=False)
+@router.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: monitors that use it
 async def healthz():
     return {"ok": True}
 
 
-@router.get("/readyz", include_in_schema=False)
+@router.api_route("/readyz", methods=["GET", "HEAD"], include_in_schema=False)
 async def readyz(request: Request, p: Parts = Depends(parts)):
     if problem := await p.readiness.problem():
         return render(request, 503, f"not ready: {problem}", {"Retry-After": "1"})
