@@ -27,7 +27,7 @@ class ApiKeys:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIXES):
             return await self.app(scope, receive, send)
-        if scope["method"] == "GET" and scope["path"] == "/":
+        if scope["method"] in ("GET", "HEAD") and scope["path"] == "/":
             return await self.app(scope, receive, send)  # the page itself asks for the key
         if self._allowed(dict(scope["headers"])):
             return await self.app(scope, receive, send)

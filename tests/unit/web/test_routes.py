@@ -186,6 +186,7 @@ def test_api_keys(make_web):
     assert web.client.get("/api/v1/status", headers={"Authorization": "Bearer k2"}).status_code == 200
     assert web.client.post("/", files={"myfile": CAT}, headers={"X-API-Key": "k1"}).text == "cat:tiger cat"
     assert web.client.get("/healthz").status_code == web.client.get("/").status_code == 200
+    assert web.client.head("/healthz").status_code == web.client.head("/").status_code == 200  # monitors
 
 
 def test_operations(web):
