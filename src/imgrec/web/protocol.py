@@ -32,6 +32,7 @@ import asyncio
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+LINGER_SECONDS = 2.0
 
 
 def _too_large_response(limit: int) -> bytes:
@@ -40,7 +41,6 @@ def _too_large_response(limit: int) -> bytes:
         b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
         b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(text), text)
     )
-LINGER_SECONDS = 2.0
 
 
 class _LingeringTransport:
