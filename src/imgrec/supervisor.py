@@ -7,6 +7,7 @@ queue; the children get this process's settings through their environment.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -47,15 +48,19 @@ def answers(url: str, path: str = "/healthz") -> bool:
         return False
 
 
-def cannot_listen(host: str, port: int) -> str | None:
-    """Why the web tier could not listen on host:port now (bound as uvicorn binds), or None."""
+def cannot_listen(host: str, port: int) -> OSError | None:
+    """Why the web tier could not listen on host:port now, or None. Each address the host
+    names is tried, as uvicorn's server binds them all (e.g. 127.0.0.1 and ::1)."""
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
+        for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                  flags=socket.AI_PASSIVE):
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio binds
+                probe.bind(address)
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return exc
     return None
 
 
@@ -131,10 +136,11 @@ def run_up(settings: Settings) -> int:
     if (why := cannot_listen(settings.host, settings.port)) is not None:
         # Not a web tier restarted in a loop beside whatever holds the port (e.g. the
         # children of an `imgrec up` killed with SIGKILL, until they notice).
-        log.error(
-            "cannot listen on %s:%d: %s. Is another imgrec up, or another program, using it? "
-            "Stop it, or choose another port (--port, IMGREC_PORT).", settings.host, settings.port, why,
+        hint = (
+            "Is another imgrec up, or another program, using it? Stop it, or choose another port (--port, IMGREC_PORT)."
+            if why.errno == errno.EADDRINUSE else "Check IMGREC_HOST (--host)."
         )
+        log.error("cannot listen on %s:%d: %s. %s", settings.host, settings.port, why.strerror or why, hint)
         return 1
     for line in init_backends(settings):
         log.info(line)
