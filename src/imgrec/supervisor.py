@@ -18,8 +18,9 @@ import threading
 import time
 import urllib.request
 
+from imgrec import presence
 from imgrec.errors import BackendError, ModelMissing
-from imgrec.messages import REQUEST_QUEUE
+from imgrec.messages import REQUEST_QUEUE, Heartbeat
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
@@ -62,6 +63,26 @@ def cannot_listen(host: str, port: int) -> OSError | None:
     except OSError as exc:
         return exc
     return None
+
+
+def another_up_here(store) -> Heartbeat | None:
+    """A live `imgrec up` on this host over the same store: a second one would run a second
+    set of workers on the same cores (and, on the embedded parts, the same queue)."""
+    host, now = socket.gethostname(), time.time()
+    for beat in presence.read(store, "supervisor"):
+        if beat.host == host and beat.pid != os.getpid() and presence.is_alive(beat, now) and _running(beat.pid):
+            return beat
+    return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> bool:
@@ -144,6 +165,14 @@ def run_up(settings: Settings) -> int:
         return 1
     for line in init_backends(settings):
         log.info(line)
+    if (other := another_up_here(open_store(settings.store_url))) is not None:
+        log.error(
+            "another imgrec up (pid %d) already runs on this host with the store %s: a second one would start a "
+            "second set of workers on the same cores. Stop it first; to add a web replica to it, run "
+            "`imgrec web --port <another port>` with the same settings; for a separate service, another IMGREC_DATA_DIR.",
+            other.pid, settings.store_url,
+        )
+        return 1
     _model(settings)  # once, before any worker looks for it
     env = child_env({**os.environ, **settings.to_env()})
     children = [Child("web", env), Child("autoscaler", env)]

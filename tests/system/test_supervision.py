@@ -12,7 +12,7 @@ import subprocess
 import httpx
 
 from images import chelsea, encode, photo_variants
-from imgrec.testing import Part, ServiceProcess, WebPart, service_env, wait_until
+from imgrec.testing import Part, ServiceProcess, WebPart, free_port, service_env, wait_until
 
 CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
 
@@ -152,3 +152,21 @@ def test_an_autoscaler_pulls_the_pushed_model_before_starting_workers(tmp_path, 
     finally:
         scaler.stop()
         web.stop()
+
+
+def test_a_second_up_over_the_same_store_on_this_host_says_so_and_exits(tmp_path, model_dir):
+    """Two `imgrec up` in two terminals over one data directory would run two sets of
+    workers on the same cores; the second one says what to do instead."""
+    first = ServiceProcess(tmp_path, model_dir, "--max-workers", "1")
+    try:
+        second = Part(tmp_path / "second.log", service_env(tmp_path, model_dir), "up", "--port", str(free_port()))
+        assert second.proc.wait(60) == 1
+        second.stop()
+        out = second.log.read_text()
+        assert f"another imgrec up (pid {first.proc.pid}) already runs on this host" in out, out
+        assert "imgrec web --port" in out and "imgrec is up" not in out
+        assert _answers(first.url), "the first one is untouched"
+    finally:
+        assert first.stop() == 0
+    again = ServiceProcess(tmp_path, model_dir, "--max-workers", "1")  # once stopped, a new one starts
+    assert again.stop() == 0
