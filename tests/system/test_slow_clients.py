@@ -228,3 +228,40 @@ def test_idle_connections_past_the_soft_open_files_limit_do_not_lock_out_a_new_c
         for s in idle:
             s.close()
         web.stop()
+
+
+def test_idle_connections_past_the_hard_open_files_limit_are_closed_oldest_first(tmp_path, model_dir):
+    # Under a hard limit of 300 open files, 600 clients each make a request and then keep
+    # their connection idle: without shedding, the 300th or so found its connection reset
+    # and the replica's own heartbeat failed ("Too many open files"). The idle longest
+    # are closed to make room, so every client is answered and a new one still is.
+    wrapper = tmp_path / "low-hard-limit"
+    wrapper.write_text(f'#!/bin/sh\nulimit -n 300\nexec "{IMGREC}" "$@"\n')
+    wrapper.chmod(0o755)
+    svc = WebPart(tmp_path / "up.log", service_env(tmp_path / "data", model_dir), "--max-workers", "1", command="up",
+                  program=str(wrapper))
+    idle = []
+    try:
+        for _ in range(600):
+            s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+            idle.append(s)
+            s.sendall(STATUS)
+            assert _answer(s).startswith(b"HTTP/1.1 200")
+        r = httpx.post(svc.url + "/", files={"myfile": CAT}, timeout=60)
+        assert r.status_code == 200 and r.text == "cat:tiger cat", r.text
+        closed = sum(1 for s in idle[:100] if _closed_by_server(s))
+        assert closed == 100, "the oldest idle connections were the ones closed"
+        log = svc.log.read_text()
+        assert "Too many open files" not in log and "closed the" in log
+    finally:
+        for s in idle:
+            s.close()
+        assert svc.stop() == 0
+
+
+def _closed_by_server(s: socket.socket) -> bool:
+    s.settimeout(2)
+    try:
+        return s.recv(1) == b""
+    except (ConnectionResetError, TimeoutError):
+        return False

@@ -15,6 +15,13 @@ under a second grew the web tier by 300 MB and was then answered. Past
 `max_header_bytes` (64 KiB by default; nginx allows 32, Node 16) the request gets 431
 and the connection is closed.
 
+Open files bound the connections: each takes a file descriptor, and a client that
+opens thousands and leaves them idle (kept alive after a request, or never sending
+one) would leave none for new clients (their connections reset) or for the store
+(the replica's own heartbeat failed with "Too many open files"). As nginx does, past
+`max_connections` (the open-files limit less a reserve) the connections that have
+been idle longest are closed to make room; a request in progress is never cut.
+
 It also closes gently after an early answer (e.g. 413 to an upload announced too
 large): closing a socket with unread bytes makes the kernel reset the connection,
 and a client still sending its body may then never read the answer. Instead the
@@ -28,9 +35,12 @@ per request, CPU the workers use instead (see README, Performance).
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+log = logging.getLogger("imgrec.web")
 _TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 LINGER_SECONDS = 2.0
 
@@ -66,8 +76,11 @@ class _LingeringTransport:
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    header_timeout = 10.0  # set per server by `with_header_limits`, as is:
+    header_timeout = 10.0  # set per server by `with_header_limits`, as are:
     max_header_bytes = 65536
+    max_connections = 1 << 30
+    _idle: dict[HeaderDeadlineProtocol, None] = {}  # awaiting a request, no byte of it yet; oldest first
+    _shed_said = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
@@ -77,12 +90,32 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._between_requests = False  # a new connection owes its first request's headers at once
         self._header_bytes = 0  # of the awaited headers, received so far
         super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
+        self._idle[self] = None
+        self._make_room()
         self._watch()
+
+    def _make_room(self) -> None:
+        """Close the longest-idle connections while there are more than `max_connections`."""
+        excess = len(self.connections) - self.max_connections
+        if excess <= 0:
+            return
+        oldest = [p for p in list(self._idle)[:excess] if p is not self]
+        for p in oldest:
+            self._idle.pop(p, None)
+            p.transport.close()
+        now = time.monotonic()
+        if oldest and now - type(self)._shed_said > 10:
+            type(self)._shed_said = now
+            log.warning(
+                "%d open connections, near the limit of open files: closed the %d idle longest",
+                len(self.connections), len(oldest),
+            )
 
     def data_received(self, data: bytes) -> None:
         if self._linger_timer is not None:
             return  # the rest of a body already answered: dropped
         self._between_requests = False
+        self._idle.pop(self, None)
         awaiting = self._awaiting_headers
         super().data_received(data)
         if awaiting and self._awaiting_headers:  # all of it was line and headers, still incomplete
@@ -118,9 +151,12 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         # The next request's headers are awaited, unless a pipelined one already came;
         # their deadline starts with their first byte.
         self._awaiting_headers = self._between_requests = not self.pipeline
+        if self._between_requests:
+            self._idle[self] = None
         self._watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._idle.pop(self, None)
         self._disarm()
         if self._linger_timer is not None:
             self._linger_timer.cancel()
@@ -147,7 +183,21 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+def connection_budget() -> int:
+    """Connections this process may hold: its open-files limit less a reserve for the
+    store's files, the queue, spooled uploads and the runtime's own."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: no such limit to mind
+        return 1 << 30
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 30
+    return max(16, soft - max(128, soft // 8))
+
+
 def with_header_limits(seconds: float, max_bytes: int) -> type[HeaderDeadlineProtocol]:
-    """The protocol class to give uvicorn (`http=`), with this deadline and size limit."""
-    limits = {"header_timeout": seconds, "max_header_bytes": max_bytes}
+    """The protocol class to give uvicorn (`http=`), with this deadline and size limit, and
+    a connection budget from the open-files limit as it is now."""
+    limits = {"header_timeout": seconds, "max_header_bytes": max_bytes, "max_connections": connection_budget(), "_idle": {}}
     return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), limits)
