@@ -212,17 +212,10 @@ def test_idle_connections_past_the_soft_open_files_limit_do_not_lock_out_a_new_c
     # Started under a soft limit of 256 open files (the usual soft limit is 1024; the hard
     # one is much higher): the web tier takes the hard limit, so 600 clients idle on
     # their kept connections (for IMGREC_KEEP_ALIVE seconds) leave room for another.
-    wrapper = tmp_path / "low-soft-limit"
-    wrapper.write_text(f'#!/bin/sh\nulimit -S -n 256\nexec "{IMGREC}" "$@"\n')
-    wrapper.chmod(0o755)
-    web = WebPart(tmp_path / "web.log", service_env(tmp_path / "data", model_dir), program=str(wrapper))
+    web = WebPart(tmp_path / "web.log", service_env(tmp_path / "data", model_dir), program=_limited(tmp_path, "-S -n 256"))
     idle = []
     try:
-        for _ in range(600):
-            s = socket.create_connection(("127.0.0.1", web.port), timeout=10)
-            idle.append(s)
-            s.sendall(STATUS)
-            assert _answer(s).startswith(b"HTTP/1.1 200")
+        _idle_clients(web.port, 600, idle)
         assert httpx.get(web.url + "/api/v1/limits", timeout=10).status_code == 200
     finally:
         for s in idle:
@@ -235,18 +228,11 @@ def test_idle_connections_past_the_hard_open_files_limit_are_closed_oldest_first
     # their connection idle: without shedding, the 300th or so found its connection reset
     # and the replica's own heartbeat failed ("Too many open files"). The idle longest
     # are closed to make room, so every client is answered and a new one still is.
-    wrapper = tmp_path / "low-hard-limit"
-    wrapper.write_text(f'#!/bin/sh\nulimit -n 300\nexec "{IMGREC}" "$@"\n')
-    wrapper.chmod(0o755)
     svc = WebPart(tmp_path / "up.log", service_env(tmp_path / "data", model_dir), "--max-workers", "1", command="up",
-                  program=str(wrapper))
+                  program=_limited(tmp_path, "-n 300"))
     idle = []
     try:
-        for _ in range(600):
-            s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
-            idle.append(s)
-            s.sendall(STATUS)
-            assert _answer(s).startswith(b"HTTP/1.1 200")
+        _idle_clients(svc.port, 600, idle)
         r = httpx.post(svc.url + "/", files={"myfile": CAT}, timeout=60)
         assert r.status_code == 200 and r.text == "cat:tiger cat", r.text
         closed = sum(1 for s in idle[:100] if _closed_by_server(s))
@@ -265,3 +251,20 @@ def _closed_by_server(s: socket.socket) -> bool:
         return s.recv(1) == b""
     except (ConnectionResetError, TimeoutError):
         return False
+
+
+def _limited(tmp_path, ulimit: str) -> str:
+    """`imgrec` started under `ulimit <ulimit>` (open files)."""
+    wrapper = tmp_path / "limited-imgrec"
+    wrapper.write_text(f'#!/bin/sh\nulimit {ulimit}\nexec "{IMGREC}" "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def _idle_clients(port: int, count: int, into: list[socket.socket]) -> None:
+    """`count` connections, each answered once and then left idle (kept alive)."""
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        into.append(s)
+        s.sendall(STATUS)
+        assert _answer(s).startswith(b"HTTP/1.1 200")
