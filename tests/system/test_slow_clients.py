@@ -245,6 +245,27 @@ def test_idle_connections_past_the_hard_open_files_limit_are_closed_oldest_first
         assert svc.stop() == 0
 
 
+
+def test_connections_trickling_headers_past_the_open_files_limit_are_closed_oldest_first(tmp_path, model_dir):
+    """Each is cut at the header deadline anyway, but 600 opened within it would use up a
+    limit of 300 open files first."""
+    svc = WebPart(tmp_path / "up.log", service_env(tmp_path / "data", model_dir), "--max-workers", "1", command="up",
+                  program=_limited(tmp_path, "-n 300"))
+    trickling = []
+    try:
+        for _ in range(600):
+            s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+            trickling.append(s)
+            s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        r = httpx.post(svc.url + "/", files={"myfile": CAT}, timeout=60)
+        assert r.status_code == 200 and r.text == "cat:tiger cat", r.text
+        assert all(_closed_by_server(s) for s in trickling[:100]), "the oldest were the ones closed"
+        assert "Too many open files" not in svc.log.read_text()
+    finally:
+        for s in trickling:
+            s.close()
+        assert svc.stop() == 0
+
 def _closed_by_server(s: socket.socket) -> bool:
     s.settimeout(2)
     try:

@@ -18,9 +18,11 @@ and the connection is closed.
 Open files bound the connections: each takes a file descriptor, and a client that
 opens thousands and leaves them idle (kept alive after a request, or never sending
 one) would leave none for new clients (their connections reset) or for the store
-(the replica's own heartbeat failed with "Too many open files"). As nginx does, past
-`max_connections` (the open-files limit less a reserve) the connections that have
-been idle longest are closed to make room; a request in progress is never cut.
+(the replica's own heartbeat failed with "Too many open files"); so would thousands
+trickling their headers, each for up to `header_timeout`. Past `max_connections` (the
+open-files limit less a reserve) the connections that have waited longest without a
+request in progress (idle, as nginx does, or still sending headers) are closed to make
+room; a request whose headers have arrived is never cut.
 
 It also closes gently after an early answer (e.g. 413 to an upload announced too
 large): closing a socket with unread bytes makes the kernel reset the connection,
@@ -79,7 +81,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     header_timeout = 10.0  # set per server by `with_header_limits`, as are:
     max_header_bytes = 65536
     max_connections = 1 << 30
-    _idle: dict[HeaderDeadlineProtocol, None] = {}  # awaiting a request, no byte of it yet; oldest first
+    # No request in progress: idle, silent, or still sending a request's line and headers; oldest first.
+    _waiting: dict[HeaderDeadlineProtocol, None] = {}
     _shed_said = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -90,24 +93,25 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._between_requests = False  # a new connection owes its first request's headers at once
         self._header_bytes = 0  # of the awaited headers, received so far
         super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
-        self._idle[self] = None
+        self._waiting[self] = None
         self._make_room()
         self._watch()
 
     def _make_room(self) -> None:
-        """Close the longest-idle connections while there are more than `max_connections`."""
+        """Close the connections waiting longest without a request while there are more than
+        `max_connections`."""
         excess = len(self.connections) - self.max_connections
         if excess <= 0:
             return
-        oldest = [p for p in list(self._idle)[:excess] if p is not self]
+        oldest = [p for p in list(self._waiting)[:excess] if p is not self]
         for p in oldest:
-            self._idle.pop(p, None)
+            self._waiting.pop(p, None)
             p.transport.close()
         now = time.monotonic()
         if oldest and now - type(self)._shed_said > 10:
             type(self)._shed_said = now
             log.warning(
-                "%d open connections, near the limit of open files: closed the %d idle longest",
+                "%d open connections, near the limit of open files: closed the %d waiting longest without a request",
                 len(self.connections), len(oldest),
             )
 
@@ -115,7 +119,6 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         if self._linger_timer is not None:
             return  # the rest of a body already answered: dropped
         self._between_requests = False
-        self._idle.pop(self, None)
         awaiting = self._awaiting_headers
         super().data_received(data)
         if awaiting and self._awaiting_headers:  # all of it was line and headers, still incomplete
@@ -139,10 +142,12 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         real.write_eof()  # after the answer already written
         real.resume_reading()  # a client blocked sending its body must get through to the answer
         self._disarm()
+        self._waiting.pop(self, None)
         self._linger_timer = self.loop.call_later(LINGER_SECONDS, real.close)
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers, self._header_bytes = False, 0
+        self._waiting.pop(self, None)  # a request in progress: never closed to make room
         super().on_headers_complete()
         self._watch()
 
@@ -152,11 +157,11 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         # their deadline starts with their first byte.
         self._awaiting_headers = self._between_requests = not self.pipeline
         if self._between_requests:
-            self._idle[self] = None
+            self._waiting[self] = None
         self._watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._idle.pop(self, None)
+        self._waiting.pop(self, None)
         self._disarm()
         if self._linger_timer is not None:
             self._linger_timer.cancel()
@@ -199,5 +204,5 @@ def connection_budget() -> int:
 def with_header_limits(seconds: float, max_bytes: int) -> type[HeaderDeadlineProtocol]:
     """The protocol class to give uvicorn (`http=`), with this deadline and size limit, and
     a connection budget from the open-files limit as it is now."""
-    limits = {"header_timeout": seconds, "max_header_bytes": max_bytes, "max_connections": connection_budget(), "_idle": {}}
+    limits = {"header_timeout": seconds, "max_header_bytes": max_bytes, "max_connections": connection_budget(), "_waiting": {}}
     return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), limits)
