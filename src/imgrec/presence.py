@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from imgrec.errors import BackendError, BadInput, NotFound
 from imgrec.messages import HEARTBEATS, Heartbeat, dumps, heartbeat_key
@@ -76,6 +77,23 @@ class Presence:
 def is_alive(beat: Heartbeat, now: float | None = None, states: tuple[str, ...] = ("running",)) -> bool:
     now = time.time() if now is None else now
     return beat.state in states and now - beat.last_seen < STALE_BEATS * BEAT_SECONDS[beat.role]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return False
+        try:  # no /proc (not Linux): ask the kernel
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's
+            return True
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def problems(beats: list[Heartbeat]) -> list[str]:

@@ -70,19 +70,9 @@ def another_up_here(store) -> Heartbeat | None:
     set of workers on the same cores (and, on the embedded parts, the same queue)."""
     host, now = socket.gethostname(), time.time()
     for beat in presence.read(store, "supervisor"):
-        if beat.host == host and beat.pid != os.getpid() and presence.is_alive(beat, now) and _running(beat.pid):
+        if beat.host == host and beat.pid != os.getpid() and presence.is_alive(beat, now) and presence.process_alive(beat.pid):
             return beat
     return None
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> bool:

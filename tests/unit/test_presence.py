@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import uuid
 
 from imgrec import presence
 from imgrec.messages import Heartbeat, dumps, heartbeat_key
 from imgrec.stores import open_store
+from imgrec.testing import wait_until
 
 
 def _store():
@@ -55,3 +58,10 @@ def test_a_replica_record_of_the_previous_version_is_read():
     store.put(heartbeat_key("web", "replies-old"), dumps({"queue": "replies-old", "last_seen": 5.0}))
     (beat,) = presence.read(store, "web")
     assert beat.id == "replies-old" and beat.role == "web" and beat.last_seen == 5.0
+
+
+def test_process_alive_says_no_for_a_zombie_or_no_process():
+    child = subprocess.Popen(["sleep", "0"])
+    wait_until(lambda: not presence.process_alive(child.pid), 10, 0.02, "the child to exit (a zombie until reaped)")
+    assert child.poll() == 0 and not presence.process_alive(child.pid)
+    assert presence.process_alive(os.getpid()) and not presence.process_alive(2**22 + 1)
