@@ -155,7 +155,8 @@ def run_up(settings: Settings) -> int:
         return 1
     for line in init_backends(settings):
         log.info(line)
-    if (other := another_up_here(open_store(settings.store_url))) is not None:
+    store = open_store(settings.store_url)
+    if (other := another_up_here(store)) is not None:
         log.error(
             "another imgrec up (pid %d) already runs on this host with the store %s: a second one would start a "
             "second set of workers on the same cores. Stop it first; to add a web replica to it, run "
@@ -169,7 +170,7 @@ def run_up(settings: Settings) -> int:
     def counters() -> dict:
         return {"counters": {f"{c.name}_restarts": c.restarts for c in children}}
 
-    beat = Presence(open_store(settings.store_url), "supervisor", f"{socket.gethostname()}-{os.getpid()}", counters)
+    beat = Presence(store, "supervisor", f"{socket.gethostname()}-{os.getpid()}", counters)
     beat.start()
     stop = threading.Event()
     on_stop_signal(stop.set)

