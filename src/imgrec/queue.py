@@ -32,6 +32,10 @@ class QueueStats:
     depth: int  # waiting to be received
     in_flight: int  # received, not yet acked
     dead: int  # in the dead-letter queue
+    # When the newest message was sent, in seconds since the epoch (0.0: none yet), or
+    # None where the queue cannot tell (SQS): the autoscaler sees by it every request,
+    # even those answered between two of its looks.
+    last_sent: float | None = None
 
 
 class Queue(ABC):

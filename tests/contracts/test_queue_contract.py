@@ -33,8 +33,27 @@ def test_send_receive_ack(q):
     assert all(m.receive_count == 1 for m in msgs)
     assert q.stats().depth == 0 and q.stats().in_flight == 2
     assert all(q.ack(m) for m in msgs)
-    assert q.stats() == type(q.stats())(0, 0, 0)
+    stats = q.stats()
+    assert (stats.depth, stats.in_flight, stats.dead) == (0, 0, 0)
     assert q.receive(10) == []
+
+
+def test_stats_say_when_the_newest_message_was_sent(q, queue_url):
+    """The autoscaler counts its delay to zero from the last request, even one answered
+    between two of its looks; SQS keeps no such time, and says so with None."""
+    if queue_url.startswith("sqs://"):
+        q.send({"n": 1})
+        assert q.stats().last_sent is None
+        return
+    assert q.stats().last_sent == 0.0  # nothing sent yet
+    for n in range(2):
+        before = time.time()
+        q.send_many([{"n": n}])
+        after = time.time()
+        assert before - 0.002 <= q.stats().last_sent <= after + 0.002  # Redis keeps milliseconds
+        time.sleep(0.02)
+    assert all(q.ack(m) for m in q.receive(10))  # answered and gone: the time stays
+    assert before - 0.002 <= q.stats().last_sent <= after + 0.002
 
 
 def test_receive_respects_max(q):

@@ -35,6 +35,7 @@ class _Entry:
 class _State:
     live: dict[str, _Entry] = field(default_factory=dict)
     dead: dict[str, _Entry] = field(default_factory=dict)
+    last_sent: float = 0.0
 
 
 class MemoryQueue(Queue):
@@ -68,6 +69,7 @@ class MemoryQueue(Queue):
             ids = [str(next(_IDS)) for _ in bodies]
             for i, body in zip(ids, bodies, strict=False):
                 state.live[i] = _Entry(dict(body))
+            state.last_sent = time.time()
             _LOCK.notify_all()
         return ids
 
@@ -126,7 +128,7 @@ class MemoryQueue(Queue):
             state = _QUEUES.get(self._key) or _State()
             now = time.time()
             waiting = sum(e.visible_at <= now for e in state.live.values())
-            return QueueStats(waiting, len(state.live) - waiting, len(state.dead))
+            return QueueStats(waiting, len(state.live) - waiting, len(state.dead), state.last_sent)
 
     def receive_dead(self, max_messages: int = 10) -> list[Message]:
         with _LOCK:

@@ -195,7 +195,9 @@ class RedisQueue(Queue):
         lag = group.get("lag")
         if lag is None:  # Redis could not compute it (e.g. deletions): count past the last delivered id
             lag = len(self._redis.xrange(self.key, min="(" + group["last-delivered-id"], max="+"))
-        return QueueStats(int(lag), int(group["pending"]), int(self._redis.xlen(self.dead_key)))
+        # An entry's id is the milliseconds of the Redis server's clock when it was added.
+        sent_ms = int(self._redis.xinfo_stream(self.key)["last-generated-id"].split("-")[0])
+        return QueueStats(int(lag), int(group["pending"]), int(self._redis.xlen(self.dead_key)), sent_ms / 1000)
 
     @_guard
     def receive_dead(self, max_messages: int = 10) -> list[Message]:

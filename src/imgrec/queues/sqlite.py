@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, seq);
 CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS sent (queue TEXT PRIMARY KEY, at REAL NOT NULL);
 """
 # Waiting consumers re-check at least this often, e.g. for a message whose
 # visibility ran out (that makes no wake-up) or a wake-up lost to a full buffer.
@@ -115,6 +116,7 @@ class SqliteQueue(Queue):
         def insert(db):
             if db.execute("SELECT 1 FROM queues WHERE name = ?", (self.name,)).fetchone() is None:
                 raise QueueMissing(f"queue {self.name} does not exist (deleted)")
+            db.execute("INSERT OR REPLACE INTO sent (queue, at) VALUES (?, ?)", (self.name, time.time()))
             return [
                 str(db.execute("INSERT INTO messages (queue, body, visible_at) VALUES (?, ?, 0)", row).lastrowid)
                 for row in rows
@@ -213,7 +215,8 @@ class SqliteQueue(Queue):
             (dead,) = self._db.execute(
                 "SELECT COUNT(*) FROM messages WHERE queue = ?", (self._dead_name,)
             ).fetchone()
-        return QueueStats(depth, in_flight, dead)
+            sent = self._db.execute("SELECT at FROM sent WHERE queue = ?", (self.name,)).fetchone()
+        return QueueStats(depth, in_flight, dead, sent[0] if sent else 0.0)
 
     @_guard
     def receive_dead(self, max_messages: int = 10) -> list[Message]:
@@ -240,6 +243,7 @@ class SqliteQueue(Queue):
         def drop(db):
             db.execute("DELETE FROM messages WHERE queue IN (?, ?)", (self.name, self._dead_name))
             db.execute("DELETE FROM queues WHERE name = ?", (self.name,))
+            db.execute("DELETE FROM sent WHERE queue = ?", (self.name,))
 
         self._transaction(drop)
 

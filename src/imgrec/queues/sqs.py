@@ -195,6 +195,7 @@ class SqsQueue(Queue):
     def stats(self) -> QueueStats:
         depth, in_flight = self._counts(self._url)
         dead, dead_in_flight = self._counts(self._dead_url)
+        # SQS keeps no time of the last send (CloudWatch's count lags by minutes): last_sent None.
         return QueueStats(depth, in_flight, dead + dead_in_flight)
 
     @_guard
