@@ -119,8 +119,11 @@ class Settings(BaseSettings):
     )
     target_per_worker: int = _setting(4, "backlog + in-flight messages per worker")
     scale_in_delay: float = _setting(10.0, "seconds a lower demand must last before scaling in (to the most it needed)")
-    scale_to_zero_delay: float = _setting(60.0, "seconds without any work before the last worker stops")
+    scale_to_zero_delay: float = _setting(4.0, "seconds without a request before the last worker stops")
     scale_in_step: float = _setting(0.25, "most of the workers one scale-in stops, as a share (one scale-in a second)")
+    blind_scale_to_zero_delay: float = _setting(
+        60.0, "the same where the queue cannot tell when it last got a request (SQS): seconds without work seen"
+    )
     poll_interval: float = _setting(0.25, "autoscaler tick, seconds")
 
     @cached_property

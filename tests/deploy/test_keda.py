@@ -68,7 +68,8 @@ def keda_replicas(metric: int, low: int, high: int, per: int, activation: int) -
 
 def imgrec_config(low: int, high: int) -> ScalingConfig:
     s = Settings()
-    return ScalingConfig(low, high, s.target_per_worker, s.scale_in_delay, s.scale_to_zero_delay, s.scale_in_step)
+    return ScalingConfig(low, high, s.target_per_worker, s.scale_in_delay, s.scale_to_zero_delay, s.scale_in_step,
+                         s.blind_scale_to_zero_delay)
 
 
 @pytest.mark.parametrize("name", ["redis", "sqs"])
@@ -105,7 +106,9 @@ def test_the_numbers_are_imgrec_defaults(name):
     ]
     if "minReplicaCount" in spec:  # KEDA
         low, high, per, activation = keda_numbers(spec, trigger)
-        assert (low, per, activation, spec["cooldownPeriod"]) == (s.min_workers, s.target_per_worker, 0, s.scale_to_zero_delay)
+        # KEDA sees the queue's length every few seconds, not every request: the blind delay.
+        cooldown = s.blind_scale_to_zero_delay
+        assert (low, per, activation, spec["cooldownPeriod"]) == (s.min_workers, s.target_per_worker, 0, cooldown)
     else:  # the HPA: it cannot go below one
         high, per = spec["maxReplicas"], int(trigger["external"]["target"]["averageValue"])
         assert spec["minReplicas"] == 1 and per == s.target_per_worker

@@ -82,8 +82,9 @@ def test_defaults_live_in_settings_only():
     s = Settings()
     config = ScalingConfig.from_settings(s)
     assert (config.max_workers, config.target_per_worker, config.scale_in_delay, config.scale_to_zero_delay,
-            config.scale_in_step) == (
-        s.max_workers, s.target_per_worker, s.scale_in_delay, s.scale_to_zero_delay, s.scale_in_step
+            config.scale_in_step, config.blind_scale_to_zero_delay) == (
+        s.max_workers, s.target_per_worker, s.scale_in_delay, s.scale_to_zero_delay, s.scale_in_step,
+        s.blind_scale_to_zero_delay,
     )
     with pytest.raises(TypeError):
         ScalingConfig()  # no defaults of its own

@@ -90,7 +90,7 @@ class Autoscaler:
     def tick(self) -> PolicyState:
         stats = self.queue.stats()
         before = self.state.desired
-        self.state = decide(Snapshot(time.time(), stats.depth, stats.in_flight), self.state, self.config)
+        self.state = decide(Snapshot(time.time(), stats.depth, stats.in_flight, stats.last_sent), self.state, self.config)
         if self.state.desired != before:
             log.info(
                 "backlog %d, in flight %d: %d -> %d workers",

@@ -1,8 +1,8 @@
 """The scaling policy: a pure function of a snapshot, the config and its own state.
 
     target  = clamp(ceil((backlog + in_flight) / target_per_worker), min, max)
-    desired = the highest target of the last `scale_in_delay` seconds,
-              and at least 1 until no work was seen for `scale_to_zero_delay`,
+    desired = the highest target of the last `scale_in_delay` seconds; where that is
+              0 or 1: 1 until `scale_to_zero_delay` after the last request, then 0;
               falling by at most a `scale_in_step` share of the workers a second
 
 So it scales out at once (a single waiting message starts a worker) and in only to
@@ -10,8 +10,11 @@ what the whole delay needed, step by step. Each rule comes from `imgrec simulate
 - under light traffic the target flickers between 0 and 1 from tick to tick (a
   request takes a few milliseconds, a tick sees few of them), and scaling in to
   one tick's target stopped the last worker while requests still came;
-- the step to zero, the one the next request pays a cold start for, is worth
-  waiting longer for than the others;
+- the step to zero is decided by the time since the last request, which the queue
+  tells (`Snapshot.last_sent`): a tick sees a request only while it waits or is
+  processed, a few milliseconds, and misses most of light traffic's. Where the queue
+  cannot tell (SQS), work seen by a tick is all there is, and the last worker waits
+  `blind_scale_to_zero_delay`, long enough not to stop between requests it missed;
 - with many workers, the window's maximum can fall far in one tick (20 -> 4) below
   what the load needs, which then starts them all again: thrash. Smaller steps let
   the load show itself before too many workers go.
@@ -42,11 +45,12 @@ class ScalingConfig:
     scale_in_delay: float
     scale_to_zero_delay: float
     scale_in_step: float
+    blind_scale_to_zero_delay: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScalingConfig:
         return cls(settings.min_workers, settings.max_workers, settings.target_per_worker, settings.scale_in_delay,
-                   settings.scale_to_zero_delay, settings.scale_in_step)
+                   settings.scale_to_zero_delay, settings.scale_in_step, settings.blind_scale_to_zero_delay)
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_workers <= self.max_workers:
@@ -62,6 +66,7 @@ class Snapshot:
     now: float
     backlog: int  # messages waiting
     in_flight: int  # messages being processed
+    last_sent: float | None = None  # when the newest message was sent; None: the queue cannot tell
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class PolicyState:
     recent: tuple[tuple[int, float], ...] = ()
     last_work: float | None = None  # until when the snapshots last showed any work
     last_in: float | None = None  # when it last scaled in
+    last_sent: float | None = None  # the queue's time of its newest message, at the last tick
 
 
 def target(snapshot: Snapshot, config: ScalingConfig) -> int:
@@ -81,12 +87,21 @@ def target(snapshot: Snapshot, config: ScalingConfig) -> int:
 
 def decide(snapshot: Snapshot, state: PolicyState, config: ScalingConfig) -> PolicyState:
     """The next state; its `desired` is the number of workers there should be now."""
-    now = snapshot.now
+    now, work = snapshot.now, snapshot.backlog + snapshot.in_flight
     recent = _remember(state, target(snapshot, config), now, config.scale_in_delay)
     held = bool(state.recent) and state.recent[-1][0] > 0  # the last tick's work held until now
-    last_work = now if snapshot.backlog + snapshot.in_flight or held else state.last_work
+    last_work = now if work or held else state.last_work
+    sent = snapshot.last_sent
+    if sent is not None and sent != state.last_sent:  # a request came since the last tick
+        # Counted from this tick, by this clock (the sender's may differ); at the first
+        # tick, from the sender's time if it is not ahead of now.
+        came = now if state.last_sent is not None else min(sent, now)
+        last_work = came if last_work is None else max(last_work, came)
     desired = recent[0][0]  # the highest target of the delay
-    if desired == 0 and last_work is not None and now - last_work < config.scale_to_zero_delay:
+    if snapshot.last_sent is not None:
+        if desired <= 1:  # every request is seen: the time since the last one alone decides
+            desired = int(work > 0 or (last_work is not None and now - last_work < config.scale_to_zero_delay))
+    elif desired == 0 and last_work is not None and now - last_work < config.blind_scale_to_zero_delay:
         desired = 1
     current, desired = _bounded(state.desired, config), _bounded(desired, config)  # config may have changed
     last_in = state.last_in
@@ -95,7 +110,7 @@ def decide(snapshot: Snapshot, state: PolicyState, config: ScalingConfig) -> Pol
             desired = current
         else:  # at least one fewer: floor, so that 2 -> 1 and 1 -> 0 are one step each
             desired, last_in = max(desired, math.floor(current * (1 - config.scale_in_step))), now
-    return PolicyState(desired, recent, last_work, last_in)
+    return PolicyState(desired, recent, last_work, last_in, sent)
 
 
 def _remember(state: PolicyState, want: int, now: float, delay: float) -> tuple[tuple[int, float], ...]:

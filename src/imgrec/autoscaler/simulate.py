@@ -13,7 +13,9 @@ What it models, as the real parts do it:
   busy than there are cores, every one of them runs slower (processor sharing); a busy
   worker also keeps `side_cpu` seconds of CPU per image busy beside it on the same
   cores (the web tier's share of each answer; in a replay, the load client's too);
-- an arrival that finds `max_backlog` messages waiting is refused, as the web tier does.
+- an arrival that finds `max_backlog` messages waiting is refused, as the web tier does;
+- the queue tells the autoscaler when it got its newest message, as SQLite, Redis and
+  the memory queue do; with `sees_sends` off, as SQS, it sees only backlog and in flight.
 Workers are billed from start to exit. The run lasts until the trace is over, every
 request answered and the policy back at its floor (or `tail` seconds past the trace).
 """
@@ -55,6 +57,7 @@ class WorkerModel:
     max_backlog: int | None = None  # waiting messages past which an arrival is refused
     overhead: float = 0.0  # seconds each answer spends outside the workers (web tier, network)
     side_cpu: float = 0.0  # CPU seconds per image spent beside the workers, on the shared cores
+    sees_sends: bool = True  # the queue says when it got its newest message (not SQS)
 
     @property
     def busy_demand(self) -> float:
@@ -238,7 +241,10 @@ class Simulation:
 
     def _tick(self) -> None:
         before = self.state.desired
-        snapshot = Snapshot(self.now, len(self.queue) - self.taken, self.in_flight)
+        last_sent = None  # the queue cannot tell
+        if self.model.sees_sends:  # -inf: none yet (0 is a time here)
+            last_sent = float(self.times[self.queue[-1]]) if self.queue else -INF
+        snapshot = Snapshot(self.now, len(self.queue) - self.taken, self.in_flight, last_sent)
         self.state = self.policy.decide(snapshot, self.state, self.policy.config)
         desired = self.state.desired
         self.scale_events += desired != before

@@ -89,6 +89,8 @@ def simulate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here")] = None,
     chart: Annotated[str, typer.Option(help="The PNG chart ('' for none)")] = "bench-results/simulate.png",
     remeasure: Annotated[bool, typer.Option(help="Measure the service time and cold start again")] = False,
+    blind: Annotated[bool, typer.Option(help="A queue that cannot say when it got its last message (SQS): "
+                                        "imgrec sees only the work its ticks catch")] = False,
 ) -> None:
     """Replay a trace against imgrec's scaling policy and models of KEDA, HPA and Ray Serve."""
     from imgrec.bench import scaling
@@ -101,7 +103,7 @@ def simulate(
     arrivals = load_trace(trace, duration, rate, seed, csv_kind, select, time_scale, rate_scale)
     given = parse_service(service) if service else None
     model, source = scaling.inputs(settings, given, cold_start, scaling.host_cores(settings, cores), remeasure)
-    model = dataclasses.replace(model, side_cpu=side_cpu / 1000)
+    model = dataclasses.replace(model, side_cpu=side_cpu / 1000, sees_sends=not blind)
     specs = split_policies(policies)
     try:
         results, took = scaling.run_simulation(settings, arrivals, specs, model, slo, json_out, Path(chart) if chart else None)
@@ -110,7 +112,8 @@ def simulate(
     console.print(f"{arrivals.name}: {len(arrivals.times)} requests over {arrivals.duration:g} s; a batch of n "
                   f"takes {model.service.a * 1000:.1f} + {model.service.b * 1000:.2f}n ms, a worker starts in "
                   f"{model.cold_start:.2f} s ({source}); cores shared: {model.host_cores or 'none'}"
-                  + (f", {side_cpu:g} ms of CPU an image beside the workers" if side_cpu and model.host_cores else ""))
+                  + (f", {side_cpu:g} ms of CPU an image beside the workers" if side_cpu and model.host_cores else "")
+                  + ("; the queue does not say when it got its last message" if blind else ""))
     console.print(simulation_table(results, f"within SLO: answered in {slo:g} s; starts: cold starts; "
                                             "events: scaling decisions"))
     written = [str(p) for p in (json_out, chart) if p]

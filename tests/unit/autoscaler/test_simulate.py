@@ -36,14 +36,36 @@ def test_every_arrival_is_answered_once_and_no_sooner_than_its_service(spec, sha
     assert 1 <= result.peak_workers <= 4
 
 
-def test_imgrec_starts_one_worker_for_one_message_and_scales_in_after_the_delay():
-    r = simulate([10.1], open_policy("imgrec", SETTINGS), MODEL, duration=20)
+def test_imgrec_starts_one_worker_for_one_message_and_stops_it_after_the_zero_delay():
+    r = simulate([10.1], open_policy("imgrec", SETTINGS.with_overrides(scale_to_zero_delay=5)), MODEL, duration=20)
     # The tick at 10.25 sees it and starts a worker; ready at 11.25, done at 11.265.
     assert r.latencies[0] == pytest.approx(11.265 - 10.1)
-    # First lower demand seen at the tick of 11.5; 30 s later, at 41.5, the worker stops
-    # (the run notices it is over at the next tick).
-    assert r.worker_seconds == pytest.approx(41.5 - 10.25) and r.end == pytest.approx(41.75)
+    # Work was seen at the tick of 11.25 and held until the next, 11.5; the worker stops
+    # 5 s later, at 16.5: the last step waits for the zero delay, not for the scale-in
+    # delay (30 s). The run lasts the trace's 20 s.
+    assert r.worker_seconds == pytest.approx(16.5 - 10.25) and r.end == pytest.approx(20)
     assert (r.cold_starts, r.scale_events, r.peak_workers) == (1, 2, 1)
+
+
+def test_a_queue_that_cannot_tell_its_sends_keeps_the_last_worker_longer():
+    blind = dataclasses.replace(MODEL, sees_sends=False)
+    settings = SETTINGS.with_overrides(scale_to_zero_delay=5, blind_scale_to_zero_delay=0)
+    # Work last seen until 11.5: the scale-in delay (30 s) holds the last worker, as any other.
+    assert simulate([10.1], open_policy("imgrec", settings), blind, 20).worker_seconds == pytest.approx(41.5 - 10.25)
+    settings = settings.with_overrides(blind_scale_to_zero_delay=60)
+    assert simulate([10.1], open_policy("imgrec", settings), blind, 20).worker_seconds == pytest.approx(71.5 - 10.25)
+
+
+def test_requests_no_tick_sees_keep_their_worker_when_the_queue_tells():
+    """A request every 2 s, each answered in 1 ms between two ticks (every 0.25 s): only
+    the queue's time of its last message shows the autoscaler that they keep coming."""
+    quick = WorkerModel(ServiceModel(0.0, 0.001), cold_start=0.5, max_batch=8)
+    times = [0.3 + 2 * i for i in range(100)]
+    settings = SETTINGS.with_overrides(scale_in_delay=1, scale_to_zero_delay=4, blind_scale_to_zero_delay=4)
+    told = simulate(times, open_policy("imgrec", settings), quick)
+    blind = simulate(times, open_policy("imgrec", settings), dataclasses.replace(quick, sees_sends=False))
+    assert told.cold_starts == 1 and told.latencies.max() < 1
+    assert blind.cold_starts > 20  # each time it stops, the next request waits for a start-up
 
 
 def test_imgrec_keeps_the_last_worker_for_the_scale_to_zero_delay():
