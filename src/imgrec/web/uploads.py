@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from fastapi import Request
+from python_multipart.exceptions import FormParserError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
@@ -64,6 +65,20 @@ def _replay(spool: BinaryIO):
     return receive
 
 
+_PARSER_ERRORS = {  # python-multipart's limits on a part's own headers
+    "Maximum header size exceeded": "a part's header line is over 4 KB; is its file name that long?",
+    "Maximum header count exceeded": "a part has more than 8 header lines",
+}
+
+
+def _parser_error(exc: BaseException | None) -> str:
+    """What python-multipart said, under Starlette's "Invalid multipart data." (Starlette
+    re-raises the parser's error as a MultiPartException, then as an HTTPException)."""
+    while exc is not None and not isinstance(exc, FormParserError):
+        exc = exc.__cause__ or exc.__context__
+    return _PARSER_ERRORS.get(str(exc), str(exc)) if exc is not None else ""
+
+
 @asynccontextmanager
 async def read_form(request: Request, spool: BinaryIO, fields: tuple[str, ...], max_files: int) -> AsyncIterator[list]:
     """The files of a spooled multipart body, open until the block ends (then their spool
@@ -77,7 +92,8 @@ async def read_form(request: Request, spool: BinaryIO, fields: tuple[str, ...], 
         form = await parsed.form(max_files=max_files, max_fields=max_files + 20)
     except (HTTPException, MultiPartException, ValueError) as exc:  # a body we cannot parse
         detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
-        raise BadInput(f"could not read the multipart body: {detail}", 400) from None
+        why = _parser_error(exc)
+        raise BadInput(f"could not read the multipart body: {detail.rstrip('.')}{f' ({why})' if why else ''}", 400) from None
     try:
         values = [v for f in fields for v in form.getlist(f)]
         files = [v for v in values if isinstance(v, UploadFile)]

@@ -111,3 +111,15 @@ def test_an_expired_job_is_410_an_unknown_one_404(web):
     assert web.client.get(f"/api/v1/batches/{old}").status_code == 410
     assert web.client.get(f"/api/v1/jobs/{new_id()}").status_code == 404
     assert web.client.get("/api/v1/jobs/" + "0" * 32).status_code == 404  # an id of the earlier, random kind
+
+
+def test_a_part_header_past_the_parsers_limit_says_so(web):
+    """python-multipart refuses a part header line over 4 KB; Starlette's message alone
+    ("Invalid multipart data") would not tell the sender which."""
+    body, ctype = _multipart([("x" * 8000 + ".png", TINY)])
+    for route in ("/", "/api/v1/jobs", "/api/v1/classify"):
+        r = web.client.post(route, content=body, headers={"content-type": ctype})
+        assert r.status_code == 400, (route, r.text)
+        assert "header line is over 4 KB; is its file name that long?" in r.text, (route, r.text)
+    fine, _ = _multipart([("x" * 200 + ".png", TINY)])
+    assert web.client.post("/api/v1/classify", content=fine, headers={"content-type": ctype}).status_code == 200
