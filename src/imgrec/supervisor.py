@@ -8,15 +8,20 @@ queue; the children get this process's settings through their environment.
 from __future__ import annotations
 
 import errno
+import fcntl
+import hashlib
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
+from pathlib import Path
+from typing import IO
 
 from imgrec import presence
 from imgrec.errors import BackendError, ModelMissing
@@ -73,6 +78,31 @@ def another_up_here(store) -> Heartbeat | None:
         if beat.host == host and beat.pid != os.getpid() and presence.is_alive(beat, now) and presence.process_alive(beat.pid):
             return beat
     return None
+
+
+def lock_up_here(store_url: str) -> tuple[IO | None, str]:
+    """A lock on this host for `imgrec up` over this store, held until the process ends
+    (the kernel lets go even on SIGKILL): two started at the same moment cannot both
+    pass, as they could by heartbeats alone (one is written once the first is running).
+    Returns the open lock file, or None and the pid that holds it ("" where the lock
+    cannot be made, e.g. a /tmp file of another user: the heartbeats then decide)."""
+    name = f"imgrec-up-{hashlib.sha256(store_url.encode()).hexdigest()[:16]}.lock"
+    try:
+        lock = open(Path(tempfile.gettempdir()) / name, "a+")  # noqa: SIM115 (held while `up` runs)
+    except OSError:
+        return None, ""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        return None, holder
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock, ""
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> bool:
@@ -156,12 +186,15 @@ def run_up(settings: Settings) -> int:
     for line in init_backends(settings):
         log.info(line)
     store = open_store(settings.store_url)
-    if (other := another_up_here(store)) is not None:
+    lock, holder = lock_up_here(settings.store_url)
+    if lock is None and not holder and (other := another_up_here(store)) is not None:
+        holder = str(other.pid)
+    if holder:
         log.error(
-            "another imgrec up (pid %d) already runs on this host with the store %s: a second one would start a "
+            "another imgrec up (pid %s) already runs on this host with the store %s: a second one would start a "
             "second set of workers on the same cores. Stop it first; to add a web replica to it, run "
             "`imgrec web --port <another port>` with the same settings; for a separate service, another IMGREC_DATA_DIR.",
-            other.pid, settings.store_url,
+            holder, settings.store_url,
         )
         return 1
     _model(settings)  # once, before any worker looks for it

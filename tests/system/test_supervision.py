@@ -170,3 +170,21 @@ def test_a_second_up_over_the_same_store_on_this_host_says_so_and_exits(tmp_path
         assert first.stop() == 0
     again = ServiceProcess(tmp_path, model_dir, "--max-workers", "1")  # once stopped, a new one starts
     assert again.stop() == 0
+
+
+def test_two_ups_started_at_once_over_one_store_leave_one_running(tmp_path, model_dir):
+    """Started in the same instant, neither has written its heartbeat when the other looks:
+    a lock on this host decides, and the second one out says who holds it."""
+    env = service_env(tmp_path, model_dir, max_workers=1)
+    ports = [free_port(), free_port()]
+    ups = [Part(tmp_path / f"up{i}.log", env, "up", "--port", str(port)) for i, port in enumerate(ports)]
+    try:
+        wait_until(lambda: any(u.proc.poll() is not None for u in ups), 60, 0.2, "one of the two to give way")
+        (lost,) = [u for u in ups if u.proc.poll() is not None]
+        (kept,) = [u for u in ups if u is not lost]
+        assert lost.proc.returncode == 1
+        assert f"another imgrec up (pid {kept.proc.pid}) already runs on this host" in lost.log.read_text()
+        wait_until(lambda: _answers(f"http://127.0.0.1:{ports[ups.index(kept)]}"), 60, 0.5, "the other to answer")
+    finally:
+        codes = [u.stop() for u in ups]
+    assert sorted(codes) == [0, 1]
