@@ -58,6 +58,7 @@ class WorkerModel:
     overhead: float = 0.0  # seconds each answer spends outside the workers (web tier, network)
     side_cpu: float = 0.0  # CPU seconds per image spent beside the workers, on the shared cores
     sees_sends: bool = True  # the queue says when it got its newest message (not SQS)
+    overheads: tuple[float, ...] = ()  # measured ones: each answer draws one instead (its spread is the tail)
 
     @property
     def busy_demand(self) -> float:
@@ -115,7 +116,7 @@ class Simulation:
     so a batch or a start-up ends when `v` reaches its mark: one heap, no rescheduling."""
 
     def __init__(self, times: Sequence[float], policy: Policy, model: WorkerModel, duration: float,
-                 slo: float = 1.0, samples: int = 0, tail: float = 3600.0, first_tick: float = 0.0) -> None:
+                 slo: float = 1.0, samples: int = 0, tail: float = 3600.0, first_tick: float = 0.0, seed: int = 0) -> None:
         if policy.interval <= 0:
             raise ConfigError(f"{policy.name}: the poll interval must be positive")
         self.times = np.asarray(times, dtype=float)
@@ -135,7 +136,7 @@ class Simulation:
         self.taken = self.in_flight = self.rejected = 0
         self.billed, self.cold_starts, self.scale_events, self.peak = 0.0, 0, 0, 0
         self.state = policy.initial
-        self.first_tick = first_tick
+        self.first_tick, self.seed = first_tick, seed
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -282,7 +283,10 @@ class Simulation:
         positions = np.asarray(self.queue, dtype=np.int64)
         done = self.done[: len(positions)]
         answered = ~np.isnan(done)
-        latencies = done[answered] - self.times[positions[answered]] + self.model.overhead
+        outside = self.model.overhead
+        if self.model.overheads:
+            outside = np.random.default_rng(self.seed).choice(np.asarray(self.model.overheads), int(answered.sum()))
+        latencies = done[answered] - self.times[positions[answered]] + outside
         return Result(
             self.policy.name, len(self.times), self.rejected, latencies, self.billed, self.cold_starts,
             self.scale_events, self.peak, self.now, self.slo, self.series,
@@ -290,10 +294,10 @@ class Simulation:
 
 
 def simulate(times: Sequence[float], policy: Policy, model: WorkerModel, duration: float | None = None,
-             slo: float = 1.0, samples: int = 0, first_tick: float = 0.0) -> Result:
+             slo: float = 1.0, samples: int = 0, first_tick: float = 0.0, seed: int = 0) -> Result:
     """Run `policy` over arrivals at `times` (seconds from 0, sorted); `duration` defaults
     to the last arrival; `samples` > 0 records that many snapshots for a chart; the
-    autoscaler ticks at `first_tick` and every interval after."""
+    autoscaler ticks at `first_tick` and every interval after; `seed` draws the overheads."""
     if duration is None:
         duration = float(times[-1]) if len(times) else 0.0
-    return Simulation(times, policy, model, duration, slo, samples, first_tick=first_tick).run()
+    return Simulation(times, policy, model, duration, slo, samples, first_tick=first_tick, seed=seed).run()

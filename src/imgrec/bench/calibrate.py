@@ -28,6 +28,9 @@ from imgrec.settings import Settings
 from imgrec.testing import ServiceProcess, wait_until
 
 BURST = 300  # requests sent at once to saturate the warm service
+# Single requests on the idle service, one after another: the time outside the workers,
+# whose spread (a flush that takes longer now and then) is a short trace's p99.
+IDLE_PROBES = 80
 
 
 def service_env(settings: Settings) -> dict[str, str]:
@@ -66,23 +69,23 @@ def _post(client: httpx.Client, url: str, image: tuple[str, bytes]) -> float:
     return time.perf_counter() - t0
 
 
-def _warm(settings: Settings, images, model: WorkerModel, workdir: Path) -> tuple[float, dict]:
-    """(seconds a request spends outside the classifier, CPU ms per image by process under
-    a burst, the sending client's as "client")."""
+def _warm(settings: Settings, images, model: WorkerModel, workdir: Path) -> tuple[list[float], dict]:
+    """(seconds each of single requests on the idle service spent outside the classifier,
+    CPU ms per image by process under a burst, the sending client's as "client")."""
     workers = str(settings.max_workers)
     svc = ServiceProcess(workdir, settings.model_path, "--min-workers", workers, "--max-workers", workers,
                          env=service_env(settings))
     try:
         wait_until(lambda: len(svc.worker_pids()) == settings.max_workers, 60, 0.2, "warm workers")
         with httpx.Client(timeout=60) as client:
-            idle = [_post(client, svc.url, images[i % len(images)]) for i in range(25)][5:]
+            idle = [_post(client, svc.url, images[i % len(images)]) for i in range(IDLE_PROBES + 5)][5:]
         before, client = CpuSample.take(svc.proc.pid), time.process_time()
         asyncio.run(send_all(svc.url, np.zeros(BURST), images))
         cpu = account(before, CpuSample.take(svc.proc.pid), BURST)["cpu_ms_per_image"]
         cpu["client"] = 1000 * (time.process_time() - client) / BURST
     finally:
         svc.stop()
-    return max(0.0, float(np.median(idle)) - model.service.seconds(1)), cpu
+    return [max(0.0, x - model.service.seconds(1)) for x in idle], cpu
 
 
 def spawned_at(log: str) -> float | None:
@@ -98,7 +101,8 @@ def calibrate(settings: Settings, images, model: WorkerModel, workdir: Path,
     image costs beside them (web tier and load client), and the start-up a request at
     zero workers waits for (their median), each measured on the live service; and each
     probe's start-up, for a prediction that spans their spread."""
-    overhead, cpu = _warm(settings, images, model, workdir / "warm")
+    overheads, cpu = _warm(settings, images, model, workdir / "warm")
+    overhead = float(np.median(overheads))
     worker_ms, total_ms = cpu.get("worker", 0.0), sum(cpu.values())
     service = ServiceModel(model.service.a, max(model.service.b, worker_ms / 1000))
     side = (total_ms - worker_ms) / 1000  # charged while the workers serve, on the cores they share
@@ -118,6 +122,6 @@ def calibrate(settings: Settings, images, model: WorkerModel, workdir: Path,
         spawned = spawned_at(svc.log.read_text())
         whole = answered - spawned if spawned is not None else waited - settings.poll_interval / 2
         start_ups.append(max(0.05, whole - overhead - service.seconds(1)))
-    calibrated = dataclasses.replace(model, service=service, side_cpu=side, overhead=overhead,
+    calibrated = dataclasses.replace(model, service=service, side_cpu=side, overhead=overhead, overheads=tuple(overheads),
                                      cold_start=float(np.median(start_ups)))
     return calibrated, start_ups

@@ -90,7 +90,7 @@ def predicted(trace: Trace, settings: Settings, models: list[tuple[WorkerModel, 
             for k in range(PHASES):
                 first_tick = (k + 0.5) / PHASES * settings.poll_interval
                 result = compare(trace.times, ["imgrec"], settings, dataclasses.replace(model, cold_start=start_up),
-                                 trace.duration, first_tick=first_tick)["imgrec"]
+                                 trace.duration, first_tick=first_tick, seed=len(runs))["imgrec"]
                 runs.append({**result.figures(), "latencies": result.latencies.tolist()})
     return {**pooled(runs), "peak_workers": max(r["peak_workers"] for r in runs)}
 
@@ -100,6 +100,7 @@ def _model_figures(model: WorkerModel, start_ups: list[float], source: str) -> d
         "service_a_ms": round(model.service.a * 1000, 2), "service_b_ms": round(model.service.b * 1000, 2),
         "cold_start_s": round(model.cold_start, 2), "start_ups_s": [round(x, 2) for x in start_ups],
         "overhead_ms": round(model.overhead * 1000, 1), "host_cores": model.host_cores and round(model.host_cores, 2),
+        "overhead_p95_ms": round(float(np.percentile(model.overheads, 95)) * 1000, 1) if model.overheads else None,
         "side_cpu_ms": round(model.side_cpu * 1000, 2), "source": source,
     }
 

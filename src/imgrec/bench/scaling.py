@@ -47,9 +47,9 @@ def inputs(settings: Settings, service: ServiceModel | None, cold_start: float |
 
 
 def compare(times, specs: list[str], settings: Settings, model: WorkerModel, duration: float | None = None,
-            slo: float = 1.0, samples: int = 0, first_tick: float = 0.0) -> dict[str, Result]:
+            slo: float = 1.0, samples: int = 0, first_tick: float = 0.0, seed: int = 0) -> dict[str, Result]:
     """Each policy (`imgrec`, `keda`, ..., see `open_policy`) over the same arrivals."""
-    return {spec: simulate(times, open_policy(spec, settings), model, duration, slo, samples, first_tick)
+    return {spec: simulate(times, open_policy(spec, settings), model, duration, slo, samples, first_tick, seed)
             for spec in specs}
 
 

@@ -155,3 +155,18 @@ def test_figures_have_the_documented_keys():
     assert {"worker_seconds", "p50_ms", "p95_ms", "p99_ms", "slo_attainment", "cold_starts", "scale_events",
             "peak_workers"} <= set(f)
     assert f["p50_ms"] <= f["p95_ms"] <= f["p99_ms"] and 0 <= f["slo_attainment"] <= 1
+
+
+def test_measured_overheads_are_drawn_per_answer_and_make_the_tail():
+    """The time outside the workers, measured on the live service, varies (a flush takes
+    longer now and then): each answer draws one of the measured times, by the seed."""
+    spread = dataclasses.replace(MODEL, overhead=0.01, overheads=(0.01,) * 9 + (0.5,))
+    times = traces.shape("steady", 120, 2, seed=1).times
+    plain = simulate(times, scripted(lambda now: 1), dataclasses.replace(MODEL, overhead=0.01), 120)
+    drawn = simulate(times, scripted(lambda now: 1), spread, 120, seed=3)
+    assert np.percentile(plain.latencies, 99) < 0.1 < 0.5 <= np.percentile(drawn.latencies, 99)
+    assert np.median(drawn.latencies) == pytest.approx(np.median(plain.latencies), abs=0.002)
+    share = np.mean(drawn.latencies - plain.latencies > 0.4)
+    assert 0.05 < share < 0.15  # a tenth of the answers drew the slow one
+    assert list(simulate(times, scripted(lambda now: 1), spread, 120, seed=3).latencies) == list(drawn.latencies)
+    assert list(simulate(times, scripted(lambda now: 1), spread, 120, seed=4).latencies) != list(drawn.latencies)
