@@ -102,3 +102,23 @@ def test_killed_worker_is_replaced_and_its_messages_answered(service, variants, 
     # written their results before it froze).
     log = service.log.read_text()
     assert re.search(rf"worker pid {victim} (died|exited)", log), "the autoscaler noticed and replaced it"
+
+
+def test_requests_between_the_autoscalers_looks_keep_their_worker(service, variants):
+    """A request every 1.5 s, each answered in milliseconds: most fall between two ticks of
+    the autoscaler (every 0.25 s), which sees work only while it waits or is processed.
+    The queue's time of its newest message shows them all, so the one worker stays up
+    (the delay to zero is 3 s here), and goes 3 s after the last."""
+    wait_until(lambda: service.status()["workers"] == 0 and not service.worker_pids(), 30, what="idle at 0")
+    name, data = next(iter(variants.items()))
+    seen: set[int] = set()
+    with httpx.Client(timeout=60) as client:
+        for _ in range(10):
+            r = client.post(service.url + "/", files={"myfile": (name, data, "image/jpeg")})
+            assert r.status_code == 200, r.text
+            seen.update(service.worker_pids())
+            for _ in range(6):  # 1.5 s, looking at the workers all along
+                threading.Event().wait(0.25)
+                seen.update(service.worker_pids())
+    assert len(seen) == 1, f"the worker was stopped between requests and started again: {sorted(seen)}"
+    wait_until(lambda: not service.worker_pids(), IDLE + 10, 0.25, "back to 0 after the last request")
