@@ -14,8 +14,7 @@ What it models, as the real parts do it:
   worker also keeps `side_cpu` seconds of CPU per image busy beside it on the same
   cores (the web tier's share of each answer; in a replay, the load client's too);
 - an arrival that finds `max_backlog` messages waiting is refused, as the web tier does;
-- the queue tells the autoscaler when it got its newest message, as SQLite, Redis and
-  the memory queue do; with `sees_sends` off, as SQS, it sees only backlog and in flight.
+- the queue says when it got its newest message (SQLite, Redis), unless `sees_sends` is off (SQS).
 Workers are billed from start to exit. The run lasts until the trace is over, every
 request answered and the policy back at its floor (or `tail` seconds past the trace).
 """
@@ -242,9 +241,8 @@ class Simulation:
 
     def _tick(self) -> None:
         before = self.state.desired
-        last_sent = None  # the queue cannot tell
-        if self.model.sees_sends:  # -inf: none yet (0 is a time here)
-            last_sent = float(self.times[self.queue[-1]]) if self.queue else -INF
+        # When the queue got its newest message (-inf: none yet; 0 is a time here), or None: it cannot tell.
+        last_sent = (float(self.times[self.queue[-1]]) if self.queue else -INF) if self.model.sees_sends else None
         snapshot = Snapshot(self.now, len(self.queue) - self.taken, self.in_flight, last_sent)
         self.state = self.policy.decide(snapshot, self.state, self.policy.config)
         desired = self.state.desired
@@ -283,9 +281,8 @@ class Simulation:
         positions = np.asarray(self.queue, dtype=np.int64)
         done = self.done[: len(positions)]
         answered = ~np.isnan(done)
-        outside = self.model.overhead
-        if self.model.overheads:
-            outside = np.random.default_rng(self.seed).choice(np.asarray(self.model.overheads), int(answered.sum()))
+        outside = (np.random.default_rng(self.seed).choice(self.model.overheads, int(answered.sum()))
+                   if self.model.overheads else self.model.overhead)  # each answer draws a measured one
         latencies = done[answered] - self.times[positions[answered]] + outside
         return Result(
             self.policy.name, len(self.times), self.rejected, latencies, self.billed, self.cold_starts,

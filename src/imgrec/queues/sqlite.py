@@ -212,9 +212,7 @@ class SqliteQueue(Queue):
                 "FROM messages WHERE queue = ?",
                 (now, now, self.name),
             ).fetchone()
-            (dead,) = self._db.execute(
-                "SELECT COUNT(*) FROM messages WHERE queue = ?", (self._dead_name,)
-            ).fetchone()
+            (dead,) = self._db.execute("SELECT COUNT(*) FROM messages WHERE queue = ?", (self._dead_name,)).fetchone()
             sent = self._db.execute("SELECT at FROM sent WHERE queue = ?", (self.name,)).fetchone()
         return QueueStats(depth, in_flight, dead, sent[0] if sent else 0.0)
 
