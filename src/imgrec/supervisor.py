@@ -186,8 +186,8 @@ def run_up(settings: Settings) -> int:
     for line in init_backends(settings):
         log.info(line)
     store = open_store(settings.store_url)
-    lock, holder = lock_up_here(settings.store_url)
-    if lock is None and not holder and (other := another_up_here(store)) is not None:
+    lock, holder = lock_up_here(settings.store_url)  # held until this function returns
+    if not holder and (other := another_up_here(store)) is not None:  # the store spelt another way, another /tmp
         holder = str(other.pid)
     if holder:
         log.error(

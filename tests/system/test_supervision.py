@@ -172,6 +172,21 @@ def test_a_second_up_over_the_same_store_on_this_host_says_so_and_exits(tmp_path
     assert again.stop() == 0
 
 
+def test_a_second_up_over_the_store_spelt_another_way_says_so_too(tmp_path, model_dir):
+    """The host lock is named by the store URL as written; the first one's heartbeat in the
+    store catches the same store written another way (here with a trailing slash)."""
+    store = (tmp_path / "store").as_uri()
+    first = ServiceProcess(tmp_path, model_dir, "--max-workers", "1", env={"IMGREC_STORE": store})
+    try:
+        env = {**service_env(tmp_path, model_dir), "IMGREC_STORE": store + "/"}
+        second = Part(tmp_path / "second.log", env, "up", "--port", str(free_port()))
+        assert second.proc.wait(60) == 1
+        second.stop()
+        assert f"another imgrec up (pid {first.proc.pid}) already runs on this host" in second.log.read_text()
+    finally:
+        assert first.stop() == 0
+
+
 def test_two_ups_started_at_once_over_one_store_leave_one_running(tmp_path, model_dir):
     """Started in the same instant, neither has written its heartbeat when the other looks:
     a lock on this host decides, and the second one out says who holds it."""
