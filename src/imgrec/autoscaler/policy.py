@@ -98,7 +98,7 @@ def decide(snapshot: Snapshot, state: PolicyState, config: ScalingConfig) -> Pol
         came = now if state.last_sent is not None else min(sent, now)
         last_work = came if last_work is None else max(last_work, came)
     desired = recent[0][0]  # the highest target of the delay
-    if snapshot.last_sent is not None:
+    if sent is not None:
         if desired <= 1:  # every request is seen: the time since the last one alone decides
             desired = int(work > 0 or (last_work is not None and now - last_work < config.scale_to_zero_delay))
     elif desired == 0 and last_work is not None and now - last_work < config.blind_scale_to_zero_delay:
