@@ -17,7 +17,7 @@ import numpy as np
 from imgrec.engine import Guess, ImageError, Prediction
 from imgrec.engine.model import MANIFEST_FILE, Manifest
 from imgrec.errors import BackendUnavailable
-from imgrec.store import ObjectStore
+from imgrec.stores import ObjectStore
 
 
 def image(label: str) -> bytes:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from imgrec.errors import BackendError, BadInput, NotFound
 from imgrec.messages import HEARTBEATS, Heartbeat, dumps, heartbeat_key
-from imgrec.store import ObjectStore
+from imgrec.stores import ObjectStore
 
 log = logging.getLogger("imgrec.presence")
 BEAT_SECONDS = {"worker": 2.0, "web": 10.0, "autoscaler": 5.0, "supervisor": 5.0}

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from imgrec import presence
 from imgrec.settings import Settings
-from imgrec.store import ObjectStore
-from imgrec.stores import open_store
+from imgrec.stores import ObjectStore, open_store
 from imgrec.supervisor import answers
 
 IMGREC = str(Path(sys.executable).parent / "imgrec")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from imgrec import messages
 from imgrec.errors import BadInput
 from imgrec.messages import Heartbeat, Output, Reply, Request, input_key, new_id, output_key
-from imgrec.store import check_key
+from imgrec.stores import check_key
 
 
 def test_round_trips():

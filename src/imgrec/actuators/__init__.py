@@ -1,10 +1,13 @@
-"""Actuator adapters: ``local`` worker processes, ``asg://group`` (EC2 Auto Scaling)."""
+"""The actuator: its port (`base`) and the adapters: ``local`` worker processes,
+``asg://group`` (EC2 Auto Scaling)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from imgrec.actuator import Actuator
+from imgrec.actuators.base import Actuator
+
+__all__ = ["Actuator", "open_actuator"]
 from imgrec.errors import ConfigError
 
 if TYPE_CHECKING:

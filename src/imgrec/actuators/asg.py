@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlparse
 
-from imgrec.actuator import Actuator
+from imgrec.actuators.base import Actuator
 from imgrec.errors import BackendError, ConfigError, aws_error, require, translating
 
 log = logging.getLogger("imgrec.autoscaler")

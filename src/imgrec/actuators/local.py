@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from imgrec.actuator import Actuator
+from imgrec.actuators.base import Actuator
 from imgrec.messages import Heartbeat
 
 log = logging.getLogger("imgrec.autoscaler")

@@ -20,9 +20,8 @@ from dataclasses import replace
 from imgrec import presence
 from imgrec.errors import BadInput, NotFound, QueueMissing
 from imgrec.messages import PENDING, SWEPT, Output, Pending, Request, dumps, output_key, pending_key, read_output
-from imgrec.queue import Queue
-from imgrec.queues import open_queue
-from imgrec.store import ObjectStore
+from imgrec.queues import Queue, open_queue
+from imgrec.stores import ObjectStore
 from imgrec.worker.publisher import Publisher
 
 log = logging.getLogger("imgrec.autoscaler.housekeeping")

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imgrec import presence
-from imgrec.actuator import Actuator
+from imgrec.actuators import Actuator
 from imgrec.autoscaler.housekeeping import Housekeeping
 from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide
 from imgrec.errors import BackendError, ModelMissing
-from imgrec.store import ObjectStore
+from imgrec.stores import ObjectStore
 
 log = logging.getLogger("imgrec.autoscaler")
 WATCH_SECONDS = 2.0  # how often the workers' heartbeats are looked at

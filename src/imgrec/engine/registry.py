@@ -28,7 +28,7 @@ from imgrec.engine.variants import DEFAULT
 from imgrec.engine.variants import variant as variant_of
 from imgrec.errors import BackendError, ModelMissing, NotFound
 from imgrec.messages import MODEL_KEYS
-from imgrec.store import ObjectStore
+from imgrec.stores import ObjectStore
 
 log = logging.getLogger("imgrec.model")
 

@@ -1,4 +1,5 @@
-"""Queue adapters, chosen by URL: ``sqlite://``, ``redis://``, ``sqs://``, ``memory://``."""
+"""The queue: its port (`base`) and the adapters, chosen by URL: ``sqlite://``,
+``redis://``, ``sqs://``, ``memory://`` (each in its own module, imported when chosen)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from urllib.parse import urlparse
 
 from imgrec.errors import ConfigError
 from imgrec.messages import REQUEST_QUEUE
-from imgrec.queue import Queue
+from imgrec.queues.base import Message, Queue, QueueStats
+
+__all__ = ["Message", "Queue", "QueueStats", "open_queue", "request_queue"]
 
 if TYPE_CHECKING:
     from imgrec.settings import Settings

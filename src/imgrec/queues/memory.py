@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from imgrec.errors import QueueMissing
-from imgrec.queue import Message, Queue, QueueStats
+from imgrec.queues.base import Message, Queue, QueueStats
 
 _LOCK = threading.Condition()
 _QUEUES: dict[tuple[str, str], _State] = {}

@@ -16,7 +16,7 @@ import uuid
 from urllib.parse import parse_qs, urlparse, urlunparse
 
 from imgrec.errors import BackendError, BackendUnavailable, QueueMissing, require, translating
-from imgrec.queue import Message, Queue, QueueStats
+from imgrec.queues.base import Message, Queue, QueueStats
 
 GROUP = "imgrec"
 # A blocked reader wakes at least this often to take over messages whose consumer died.

@@ -11,8 +11,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from imgrec.errors import BackendError, BackendUnavailable, ConfigError, QueueMissing, translating
-from imgrec.queue import Message, Queue, QueueStats
 from imgrec.queues._wake import Waiter, wake_all
+from imgrec.queues.base import Message, Queue, QueueStats
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

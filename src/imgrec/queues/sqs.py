@@ -19,7 +19,7 @@ import uuid
 from urllib.parse import parse_qs, urlparse
 
 from imgrec.errors import BackendError, BackendUnavailable, QueueMissing, aws_error, require, translating
-from imgrec.queue import Message, Queue, QueueStats
+from imgrec.queues.base import Message, Queue, QueueStats
 
 _MAX_LONG_POLL = 20  # seconds: SQS's limit for WaitTimeSeconds
 _MAX_BATCH = 10  # SQS's limit for MaxNumberOfMessages

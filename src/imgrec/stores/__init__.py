@@ -1,11 +1,14 @@
-"""Object-store adapters, chosen by URL: ``file://``, ``s3://``, ``memory://``."""
+"""The object store: its port (`base`) and the adapters, chosen by URL: ``file://``,
+``s3://``, ``memory://`` (each in its own module, imported when chosen)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlparse
 
 from imgrec.errors import ConfigError
-from imgrec.store import ObjectStore
+from imgrec.stores.base import ObjectStore, check_key
+
+__all__ = ["ObjectStore", "check_key", "open_store"]
 
 
 def open_store(url: str) -> ObjectStore:

@@ -12,7 +12,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from imgrec.errors import BackendUnavailable, NotFound, translating
-from imgrec.store import ObjectStore, check_key
+from imgrec.stores.base import ObjectStore, check_key
 
 _MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from urllib.parse import urlparse
 
 from imgrec.errors import NotFound
-from imgrec.store import ObjectStore, check_key
+from imgrec.stores.base import ObjectStore, check_key
 
 _STORES: dict[str, dict[str, tuple[bytes, float]]] = {}
 _LOCK = threading.Lock()

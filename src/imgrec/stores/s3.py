@@ -14,7 +14,7 @@ from typing import BinaryIO
 from urllib.parse import parse_qs, urlparse
 
 from imgrec.errors import BackendError, ConfigError, NotFound, aws_error, require, translating
-from imgrec.store import ObjectStore, check_key
+from imgrec.stores.base import ObjectStore, check_key
 
 _guard = translating(lambda exc: aws_error(exc, "S3 store"))
 _DELETE_BATCH = 1000  # S3's limit of keys per DeleteObjects request

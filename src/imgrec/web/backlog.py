@@ -7,7 +7,7 @@ import contextlib
 import time
 
 from imgrec.errors import Overloaded
-from imgrec.queue import Queue
+from imgrec.queues import Queue
 
 
 class Backlog:

@@ -18,9 +18,9 @@ from fastapi import Request as HttpRequest
 from imgrec.engine.preprocess import ImageLimits
 from imgrec.errors import BackendError
 from imgrec.messages import Pending, Request, dumps, input_key, new_id
-from imgrec.queue import Queue
+from imgrec.queues import Queue
 from imgrec.settings import Settings
-from imgrec.store import ObjectStore
+from imgrec.stores import ObjectStore
 from imgrec.web import results
 from imgrec.web.backlog import Backlog
 from imgrec.web.metrics import WebMetrics

@@ -11,8 +11,8 @@ import time
 
 from imgrec.errors import BackendError
 from imgrec.messages import canary_key
-from imgrec.queue import Queue
-from imgrec.store import ObjectStore
+from imgrec.queues import Queue
+from imgrec.stores import ObjectStore
 
 log = logging.getLogger("imgrec.web")
 

@@ -16,8 +16,8 @@ import time
 from imgrec.errors import BackendError, BadInput
 from imgrec.messages import Output, Reply, read_output
 from imgrec.presence import Presence
-from imgrec.queue import Queue
-from imgrec.store import ObjectStore
+from imgrec.queues import Queue
+from imgrec.stores import ObjectStore
 from imgrec.web.metrics import WebMetrics
 
 log = logging.getLogger("imgrec.web.replies")

@@ -12,8 +12,8 @@ import time
 from imgrec import presence
 from imgrec.errors import Expired, NotFound
 from imgrec.messages import Pending, batch_key, csv_safe, dumps, id_time, input_prefix, pending_key, read_output
-from imgrec.queue import Queue
-from imgrec.store import ObjectStore
+from imgrec.queues import Queue
+from imgrec.stores import ObjectStore
 from imgrec.web.uploads import Upload
 
 CSV_COLUMNS = ("filename", "job_id", "label", "class_index", "wnid", "score", "error")

@@ -17,9 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from imgrec import presence
 from imgrec.errors import BadInput, CannotClassify, NotFound
 from imgrec.messages import display_name, is_id
-from imgrec.queue import Queue
+from imgrec.queues import Queue
 from imgrec.settings import Settings
-from imgrec.store import ObjectStore
+from imgrec.stores import ObjectStore
 from imgrec.web import results
 from imgrec.web.errors import render
 from imgrec.web.history import StatusHistory

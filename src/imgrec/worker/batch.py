@@ -20,8 +20,8 @@ import numpy as np
 from imgrec.engine import Classifier, ImageError
 from imgrec.errors import BadInput, NotFound
 from imgrec.messages import Output, Pending, Request, dumps, read_output
-from imgrec.queue import Message
-from imgrec.store import ObjectStore
+from imgrec.queues import Message
+from imgrec.stores import ObjectStore
 from imgrec.worker.isolation import classify_isolated
 from imgrec.worker.watchdog import Watchdog
 

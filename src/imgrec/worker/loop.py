@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 from imgrec.errors import BackendError, BadInput
 from imgrec.messages import Request, canary_key
-from imgrec.queue import Message, Queue
-from imgrec.store import ObjectStore
+from imgrec.queues import Message, Queue
+from imgrec.stores import ObjectStore
 from imgrec.worker.batch import BatchProcessor, Outcome, suspect
 from imgrec.worker.publisher import Publisher
 

@@ -7,9 +7,8 @@ import time
 
 from imgrec.errors import BackendError, QueueMissing
 from imgrec.messages import Output, Reply, Request, dumps, output_key, pending_key
-from imgrec.queue import Queue
-from imgrec.queues import open_queue
-from imgrec.store import ObjectStore
+from imgrec.queues import Queue, open_queue
+from imgrec.stores import ObjectStore
 from imgrec.worker.batch import Done, WorkerStats
 
 log = logging.getLogger("imgrec.worker.publisher")

@@ -113,7 +113,7 @@ def test_a_poison_is_given_up_after_max_attempts_counting_unanswered_deliveries(
 
 
 def test_suspects():
-    from imgrec.queue import Message
+    from imgrec.queues import Message
 
     assert not suspect(Message("1", {"job_id": "x"}, "r", 1))
     assert suspect(Message("1", {"job_id": "x"}, "r", 2))

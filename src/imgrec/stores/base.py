@@ -2,7 +2,7 @@
 
 Keys are relative, '/'-separated paths of safe segments; `check_key` rejects any
 other key so that no adapter can be made to write outside its place. Adapters
-live in `imgrec.stores` (`open_store` picks one by URL). Every method raises
+live beside it in `imgrec.stores` (`open_store` picks one by URL). Every method raises
 only `imgrec.errors` exceptions: `NotFound` for a missing object,
 `BackendUnavailable` when the store cannot serve now (unreachable, disk full).
 """

@@ -2,7 +2,7 @@
 
 It holds no policy. `reconcile` is called every tick; it also replaces workers
 that died, since a crashed worker simply makes `running` fall below `desired`.
-Adapters live in `imgrec.actuators` (`open_actuator` picks one by URL).
+Adapters live beside it in `imgrec.actuators` (`open_actuator` picks one by URL).
 """
 
 from __future__ import annotations

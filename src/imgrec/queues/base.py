@@ -5,7 +5,7 @@ consumers for the visibility timeout; if it is not acked by then it is delivered
 again. After `max_receives` deliveries without an ack it moves to the queue's
 dead-letter queue instead of being delivered once more.
 
-Adapters live in `imgrec.queues` (`open_queue` picks one by URL). Every method
+Adapters live beside it in `imgrec.queues` (`open_queue` picks one by URL). Every method
 raises only `imgrec.errors` exceptions: `BackendUnavailable` when the server
 cannot be reached or cannot take more now, `QueueMissing` for a queue that does
 not exist (opened without `create`, or deleted).
