@@ -21,7 +21,7 @@ def model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def classifier(model_dir):
-    from imgrec.engine import Classifier
+    from imgrec.engine.classifier import Classifier
 
     return Classifier(model_dir, threads=2)
 

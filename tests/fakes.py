@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgrec.engine import Guess, ImageError, Prediction
+from imgrec.engine.classifier import Guess, ImageError, Prediction
 from imgrec.engine.model import MANIFEST_FILE, Manifest
 from imgrec.errors import BackendUnavailable
 from imgrec.stores import ObjectStore

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from images import PHOTOS
-from imgrec.engine import Classifier, quantize
+from imgrec.engine import quantize
+from imgrec.engine.classifier import Classifier
 from imgrec.engine.model import load_manifest
 from imgrec.messages import output_key
 from imgrec.testing import IMGREC, ServiceProcess, service_env

@@ -15,7 +15,7 @@ from pathlib import Path
 from imgrec import presence
 from imgrec.bench.engine import IMAGE_SUFFIXES
 from imgrec.bench.load import Item, LoadReport, run_load
-from imgrec.engine import Classifier
+from imgrec.engine.classifier import Classifier
 from imgrec.errors import require
 from imgrec.settings import Settings
 from imgrec.testing import ServiceProcess, wait_until

@@ -16,7 +16,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from imgrec.client.files import IMAGE_SUFFIXES
-from imgrec.engine import Classifier
+from imgrec.engine.classifier import Classifier
 
 
 @dataclass

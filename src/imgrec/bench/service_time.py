@@ -54,7 +54,7 @@ def sample_photos(count: int = 16) -> list[bytes]:
 def measure_service(settings: Settings) -> ServiceModel:
     """Best of `ROUNDS` timings of the classifier on batches of 1, 2, 4, ... max_batch
     (one worker's threads), fitted by least squares."""
-    from imgrec.engine import Classifier
+    from imgrec.engine.classifier import Classifier
 
     clf = Classifier.from_settings(settings)
     photos = sample_photos()

@@ -68,7 +68,8 @@ def submit(
 
 
 def local_classifier(settings: Settings, threads: int = 0):
-    from imgrec.engine import Classifier, registry
+    from imgrec.engine import registry
+    from imgrec.engine.classifier import Classifier
     from imgrec.engine.model import build
     from imgrec.errors import BackendError, ModelMissing
     from imgrec.stores import open_store

@@ -1,6 +1,5 @@
-"""The classifier: EfficientNet-Lite0 exported once to ONNX (`model`), images prepared
-exactly as it was trained (`preprocess`), served with onnxruntime (`classifier`)."""
+"""The classifier: a model exported once to ONNX (`model`, `variants`), served with
+onnxruntime (`classifier`) on images prepared as it was trained (`imgrec.imaging`).
 
-from imgrec.engine.classifier import Classifier, Guess, ImageError, Prediction
-
-__all__ = ["Classifier", "Guess", "ImageError", "Prediction"]
+Import what you need from its modules: importing this package loads nothing, so
+a part that needs only, say, the model's manifest does not load onnxruntime."""

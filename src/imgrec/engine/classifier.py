@@ -10,8 +10,9 @@ import numpy as np
 import onnxruntime as ort
 
 from imgrec.engine.model import Manifest, load_manifest
-from imgrec.engine.preprocess import ImageLimits, ImageRejected, load_image
 from imgrec.engine.variants import variant
+from imgrec.imaging.header import ImageLimits, ImageRejected
+from imgrec.imaging.pixels import load_image
 from imgrec.settings import Settings
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgrec.engine.preprocess import resized_crop  # the serving pipeline's resize and crop
+from imgrec.imaging.pixels import resized_crop  # the serving pipeline's resize and crop
 
 # The photographs among scikit-image's bundled data (no download needed); the grey
 # ones (camera ... moon) are given as RGB, as a grey upload is.

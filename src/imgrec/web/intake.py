@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from fastapi import Request as HttpRequest
 
-from imgrec.engine.preprocess import ImageLimits
 from imgrec.errors import BackendError
+from imgrec.imaging.header import ImageLimits
 from imgrec.messages import Pending, Request, dumps, input_key, new_id
 from imgrec.queues import Queue
 from imgrec.settings import Settings

@@ -25,8 +25,8 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
-from imgrec.engine.preprocess import ImageLimits, ImageRejected, open_checked
 from imgrec.errors import BadInput
+from imgrec.imaging.header import ImageLimits, ImageRejected, open_checked
 
 SPOOL_IN_MEMORY = 1 << 20  # bytes of a received body kept in memory before it goes to disk
 _CHUNK = 1 << 16

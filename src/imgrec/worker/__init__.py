@@ -15,7 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from imgrec.engine import Classifier, registry
+from imgrec.engine import registry
+from imgrec.engine.classifier import Classifier
 from imgrec.messages import new_id
 from imgrec.presence import Presence
 from imgrec.queues import request_queue

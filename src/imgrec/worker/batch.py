@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from imgrec.engine import Classifier, ImageError
+from imgrec.engine.classifier import Classifier, ImageError
 from imgrec.errors import BadInput, NotFound
 from imgrec.messages import Output, Pending, Request, dumps, read_output
 from imgrec.queues import Message

@@ -8,7 +8,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 
-from imgrec.engine import Classifier, ImageError
+from imgrec.engine.classifier import Classifier, ImageError
 
 _fork = mp.get_context("fork")  # the child inherits the loaded model: nothing to reload
 

@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from images import CAT_CLASSES, PHOTOS, chelsea, encode, png_bomb
-from imgrec.engine import ImageError, Prediction
-from imgrec.engine.preprocess import ImageLimits, load_image, resize_shorter
+from imgrec.engine.classifier import ImageError, Prediction
+from imgrec.imaging.header import ImageLimits
+from imgrec.imaging.pixels import load_image, resize_shorter
 
 
 def test_real_photographs_get_their_labels(classifier, photo_bytes):
@@ -29,7 +30,7 @@ def test_batch_equals_one_by_one(classifier, photo_bytes):
 
 
 def test_a_batch_is_inferred_in_calls_of_infer_batch(model_dir, photo_bytes):
-    from imgrec.engine import Classifier
+    from imgrec.engine.classifier import Classifier
 
     clf = Classifier(model_dir)
     assert clf.infer_batch == 2, "lite0's own: fp32 infers two images per call"
@@ -134,7 +135,7 @@ def test_bad_image_fails_alone(classifier, photo_bytes, data, message):
 
 
 def test_pixel_limit_is_checked_before_decoding(model_dir):
-    from imgrec.engine import Classifier
+    from imgrec.engine.classifier import Classifier
 
     small = Classifier(model_dir, threads=1, limits=ImageLimits(max_pixels=100 * 100))
     (r,) = small.classify([encode(Image.new("RGB", (101, 100)), "PNG")])

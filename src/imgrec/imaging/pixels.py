@@ -1,8 +1,8 @@
-"""Decode an image and prepare it exactly as EfficientNet-Lite0 was trained.
+"""Decode an image and prepare it exactly as the model was trained.
 
 Decode, apply EXIF orientation, convert to RGB, resize the shorter side to 256
 (bilinear), centre-crop 224x224, as uint8. Scaling and normalisation run inside
-the ONNX graph (see `model`), batched, which is cheaper than numpy per image.
+the ONNX graph (see `imgrec.engine.model`), batched, which is cheaper than numpy per image.
 
 The work is bounded: after decoding, the image is oriented, converted and resized
 one band of rows at a time, and only the crop's columns are kept between the two
@@ -18,18 +18,13 @@ another exception: Pillow's format plugins raise many kinds.
 
 from __future__ import annotations
 
-import io
 import warnings
-from dataclasses import dataclass
-from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
-from imgrec.errors import BadInput
-from imgrec.settings import Settings
+from imgrec.imaging.header import ImageLimits, ImageRejected, open_checked
 
-ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
 # EXIF orientation -> the transposition a viewer applies (as PIL.ImageOps.exif_transpose).
 _ORIENT = {
     2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -42,54 +37,6 @@ _HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I", "F")
 # a few megapixels); a larger one in bands of rows of about _BAND_PIXELS.
 _WHOLE_PIXELS = 4_000_000
 _BAND_PIXELS = 1_000_000
-
-# Our own pixel limit is checked from the header before decoding; Pillow's check
-# would otherwise warn or raise with its own (different) limit.
-Image.MAX_IMAGE_PIXELS = None
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """What an image may be; the defaults are the settings' (IMGREC_MAX_PIXELS, ...)."""
-
-    max_pixels: int = Settings.model_fields["max_pixels"].default
-    max_aspect_ratio: float = Settings.model_fields["max_aspect_ratio"].default
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ImageLimits:
-        return cls(settings.max_pixels, settings.max_aspect_ratio)
-
-
-class ImageRejected(BadInput):
-    """The bytes are not an image we can classify; the message says why, for a person."""
-
-    status = 422
-
-
-def open_checked(data: bytes | BinaryIO, limits: ImageLimits) -> Image.Image:
-    """Open lazily (the header only) and check format, size and shape; raise ImageRejected.
-
-    `data` is the image's bytes, or a binary file positioned at its start."""
-    if not data:
-        raise ImageRejected("the file is empty")
-    try:
-        img = Image.open(data if hasattr(data, "read") else io.BytesIO(data))
-        fmt, (w, h) = img.format, img.size
-    except Exception:  # noqa: BLE001 - hostile bytes: each format plugin fails its own way (OSError, struct.error...)
-        raise ImageRejected("not an image (or a format we cannot read)") from None
-    if fmt not in ACCEPTED_FORMATS:
-        raise ImageRejected(f"unsupported image format {fmt}; accepted: JPEG, PNG, WebP, BMP, GIF, TIFF", status=415)
-    if w < 1 or h < 1:
-        raise ImageRejected("image has no pixels")
-    if w * h > limits.max_pixels:
-        raise ImageRejected(f"image is {w}x{h} = {w * h:,} pixels, over the limit of {limits.max_pixels:,}")
-    if max(w, h) > limits.max_aspect_ratio * min(w, h):
-        raise ImageRejected(
-            f"image is {w}x{h}: its shape is over {limits.max_aspect_ratio:g}:1, too long and thin to classify "
-            "(the centre crop would see almost none of it)"
-        )
-    return img
-
 
 def resize_shorter(size: tuple[int, int], shorter: int) -> tuple[int, int]:
     """torchvision's Resize(int) arithmetic: the longer side is truncated, not rounded."""

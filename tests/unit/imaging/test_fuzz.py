@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from fuzz_corpus import corpus
-from imgrec.engine import ImageError
-from imgrec.engine.preprocess import ImageLimits, ImageRejected, load_image, open_checked
+from imgrec.engine.classifier import ImageError
+from imgrec.imaging.header import ImageLimits, ImageRejected, open_checked
+from imgrec.imaging.pixels import load_image
 
 LIMITS = ImageLimits()
 

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from images import chelsea, encode
-from imgrec.engine.preprocess import ImageLimits, ImageRejected, load_image, resize_shorter
+from imgrec.imaging.header import ImageLimits, ImageRejected
+from imgrec.imaging.pixels import load_image, resize_shorter
 
 WIDE = ImageLimits(max_pixels=10**9, max_aspect_ratio=1000)
 
@@ -79,7 +80,7 @@ def test_absurd_shapes_are_refused(size):
 
 _MEASURE = """
 import json, resource, sys
-from imgrec.engine.preprocess import load_image
+from imgrec.imaging.pixels import load_image
 data = open(sys.argv[1], "rb").read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 load_image(data)
