@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from imgrec.testing import free_port, wait_until
+from imgrec.lab.harness import free_port, wait_until
 
 
 def _missing(what: str, why: str = "is not installed (run `make setup` or install it)") -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from images import photo_variants, write_folder
-from imgrec.testing import ServiceProcess
+from imgrec.lab.harness import ServiceProcess
 from servers import _missing
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

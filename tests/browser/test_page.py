@@ -14,7 +14,7 @@ import httpx
 from conftest import cards, labelled
 
 from images import chelsea, encode
-from imgrec.testing import Part, WebPart, free_port, service_env
+from imgrec.lab.harness import Part, WebPart, free_port, service_env
 
 DOCS = Path(__file__).parents[2] / "docs"
 
@@ -83,7 +83,7 @@ def test_the_downloads_are_the_services_own(page, service, photos):
 
 def test_a_reload_mid_upload_brings_the_results_back(page, tmp_path, model_dir, photos):
     svc_env = {"IMGREC_MAX_FILES_PER_REQUEST": "5"}
-    from imgrec.testing import ServiceProcess
+    from imgrec.lab.harness import ServiceProcess
 
     svc = ServiceProcess(tmp_path / "svc", model_dir, "--max-workers", "1", env=svc_env)
     try:
@@ -121,7 +121,7 @@ def test_a_service_restart_mid_upload_needs_no_reload(page, tmp_path, model_dir,
 
 
 def test_a_wrong_key_is_a_message_then_the_right_one_works(page, tmp_path, model_dir, photos):
-    from imgrec.testing import ServiceProcess
+    from imgrec.lab.harness import ServiceProcess
 
     svc = ServiceProcess(tmp_path / "svc", model_dir, "--max-workers", "1", env={"IMGREC_API_KEYS": "right-key"})
     try:

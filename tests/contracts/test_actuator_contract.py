@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imgrec.testing import wait_until
+from imgrec.lab.harness import wait_until
 
 
 def _converges(actuator, desired: int) -> None:

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from imgrec.errors import BackendUnavailable, QueueMissing
+from imgrec.lab.harness import wait_until
 from imgrec.queues import open_queue
-from imgrec.testing import wait_until
 
 
 def make_queue(url: str, name: str = "requests", **options):

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from deployfiles import KUBERNETES, find, kustomize
-from imgrec.autoscaler.peers import KedaConfig, KedaState, keda_decide
 from imgrec.autoscaler.policy import STEP_SECONDS, PolicyState, ScalingConfig, Snapshot, decide, target
+from imgrec.lab.scaling.peers import KedaConfig, KedaState, keda_decide
 from imgrec.messages import REQUEST_QUEUE
 from imgrec.queues import open_queue
 from imgrec.queues.redis import GROUP

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deployfiles import DEPLOY, check_command, settings_from
-from imgrec.testing import IMGREC
+from imgrec.lab.harness import IMGREC
 
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 ROLES = {"imgrec-web.service": "web", "imgrec-worker@.service": "worker", "imgrec-autoscaler.service": "autoscaler"}

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from images import PHOTOS, SKIMAGE_DATA, write_folder
-from imgrec.testing import IMGREC
+from imgrec.lab.harness import IMGREC
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

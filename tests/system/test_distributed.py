@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from images import photo_variants
+from imgrec.lab.harness import IMGREC, Part, ServiceProcess, WebPart, wait_until
 from imgrec.messages import INPUTS, OUTPUTS, REPLY_QUEUE_PREFIX
 from imgrec.stores import open_store
-from imgrec.testing import IMGREC, Part, ServiceProcess, WebPart, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from images import photo_variants
-from imgrec.testing import ServiceProcess, alive, wait_until
+from imgrec.lab.harness import ServiceProcess, alive, wait_until
 
 IDLE = 3
 

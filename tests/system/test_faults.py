@@ -11,11 +11,11 @@ import numpy as np
 from PIL import Image
 
 from images import chelsea, encode, photo_variants
+from imgrec.lab.harness import Part, ServiceProcess, WebPart, service_env, wait_until
 from imgrec.messages import INPUTS, OUTPUTS, REQUEST_QUEUE, Request, input_key
 from imgrec.queues import open_queue
 from imgrec.settings import Settings
 from imgrec.stores import open_store
-from imgrec.testing import Part, ServiceProcess, WebPart, service_env, wait_until
 from servers import RedisServer
 
 

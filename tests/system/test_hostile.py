@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from images import chelsea, encode
-from imgrec.testing import ServiceProcess
+from imgrec.lab.harness import ServiceProcess
 
 
 def against_service(examples: int) -> settings:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from images import chelsea
-from imgrec.testing import IMGREC, Part, WebPart, wait_until
+from imgrec.lab.harness import IMGREC, Part, WebPart, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,8 @@ from images import PHOTOS
 from imgrec.engine import quantize
 from imgrec.engine.classifier import Classifier
 from imgrec.engine.model import load_manifest
+from imgrec.lab.harness import IMGREC, ServiceProcess, service_env
 from imgrec.messages import output_key
-from imgrec.testing import IMGREC, ServiceProcess, service_env
 
 CALIBRATION = 16
 

@@ -10,9 +10,9 @@ import time
 import httpx
 
 from images import photo_variants
+from imgrec.lab.harness import IMGREC, Part, WebPart, service_env, wait_until
 from imgrec.messages import INPUTS, OUTPUTS, new_id, output_key
 from imgrec.stores import open_store
-from imgrec.testing import IMGREC, Part, WebPart, service_env, wait_until
 from servers import RedisServer
 
 

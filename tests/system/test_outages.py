@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from images import photo_variants
-from imgrec.testing import ServiceProcess, wait_until
+from imgrec.lab.harness import ServiceProcess, wait_until
 from servers import SmallDisk, TcpProxy
 
 JOBS, ROUNDS = 10, 3  # 30 jobs; the worker is paused while the outage starts, so it meets a backlog

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from images import chelsea, encode, photo_variants
+from imgrec.lab.harness import ServiceProcess, wait_until
 from imgrec.messages import INPUTS, batch_key, input_prefix, output_key
-from imgrec.testing import ServiceProcess, wait_until
 
 
 @pytest.fixture(scope="module")

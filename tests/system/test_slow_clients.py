@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from images import chelsea, encode
-from imgrec.bench.cpu import tree_cpu
-from imgrec.testing import IMGREC, ServiceProcess, WebPart, service_env
+from imgrec.lab.cpu import tree_cpu
+from imgrec.lab.harness import IMGREC, ServiceProcess, WebPart, service_env
 
 CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
 HEAD = (

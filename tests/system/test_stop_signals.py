@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from images import chelsea, encode
-from imgrec.bench.cpu import tree_cpu
-from imgrec.testing import Part, ServiceProcess, WebPart, alive, service_env, wait_until
+from imgrec.lab.cpu import tree_cpu
+from imgrec.lab.harness import Part, ServiceProcess, WebPart, alive, service_env, wait_until
 
 CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
 ROLE_FOLDER = {"worker": "workers", "autoscaler": "autoscalers", "up": "supervisors"}

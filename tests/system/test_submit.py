@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from images import photo_variants, write_folder
-from imgrec.testing import IMGREC, ServiceProcess, wait_until
+from imgrec.lab.harness import IMGREC, ServiceProcess, wait_until
 from servers import TcpProxy
 
 

@@ -12,7 +12,7 @@ import subprocess
 import httpx
 
 from images import chelsea, encode, photo_variants
-from imgrec.testing import Part, ServiceProcess, WebPart, free_port, service_env, wait_until
+from imgrec.lab.harness import Part, ServiceProcess, WebPart, free_port, service_env, wait_until
 
 CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
 

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imgrec import cli
-from imgrec.testing import IMGREC
+from imgrec.lab.harness import IMGREC
 
 
 @pytest.fixture

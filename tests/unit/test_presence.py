@@ -8,9 +8,9 @@ import time
 import uuid
 
 from imgrec import presence
+from imgrec.lab.harness import wait_until
 from imgrec.messages import Heartbeat, dumps, heartbeat_key
 from imgrec.stores import open_store
-from imgrec.testing import wait_until
 
 
 def _store():

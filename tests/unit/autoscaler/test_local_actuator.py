@@ -6,8 +6,8 @@ import sys
 import time
 
 from imgrec.actuators.local import LocalActuator, host_capacity
+from imgrec.lab.harness import wait_until
 from imgrec.messages import Heartbeat
-from imgrec.testing import wait_until
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 CRASHER = [sys.executable, "-c", "import sys; sys.exit(3)"]

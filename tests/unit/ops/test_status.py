@@ -97,7 +97,7 @@ def test_passwords_are_not_shown():
 
 
 def test_watch_redraws_until_interrupted(deployment, monkeypatch):
-    from imgrec.ops import commands
+    from imgrec.cli import ops as commands
 
     waits = []
 

@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from images import chelsea, encode
-from imgrec.testing import wait_until
+from imgrec.lab.harness import wait_until
 
 CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
 TINY = encode(chelsea().resize((40, 30)), "PNG")

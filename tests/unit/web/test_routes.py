@@ -9,8 +9,8 @@ import time
 import pytest
 
 from images import chelsea, encode, png_bomb
+from imgrec.lab.harness import wait_until
 from imgrec.messages import BATCHES, INPUTS, OUTPUTS, PENDING, input_prefix, output_key
-from imgrec.testing import wait_until
 
 CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
 

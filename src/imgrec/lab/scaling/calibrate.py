@@ -22,10 +22,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from imgrec.autoscaler.simulate import ServiceModel, WorkerModel
-from imgrec.bench.cpu import CpuSample, account
+from imgrec.lab.cpu import CpuSample, account
+from imgrec.lab.harness import ServiceProcess, wait_until
+from imgrec.lab.scaling.simulate import ServiceModel, WorkerModel
 from imgrec.settings import Settings
-from imgrec.testing import ServiceProcess, wait_until
 
 BURST = 300  # requests sent at once to saturate the warm service
 # Single requests on the idle service, one after another: the time outside the workers,

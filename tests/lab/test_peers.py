@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from imgrec.autoscaler.peers import (
+from imgrec.autoscaler.policy import Snapshot, decide
+from imgrec.errors import ConfigError
+from imgrec.lab.scaling.peers import (
     FixedConfig,
     FixedState,
     HpaConfig,
@@ -19,8 +21,6 @@ from imgrec.autoscaler.peers import (
     open_policy,
     ray_decide,
 )
-from imgrec.autoscaler.policy import Snapshot, decide
-from imgrec.errors import ConfigError
 from imgrec.settings import Settings
 
 

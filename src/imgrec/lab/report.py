@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from imgrec.bench.engine import StageTimes
+from imgrec.lab.bench.engine import StageTimes
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]], first_left: bool = False) -> Table:

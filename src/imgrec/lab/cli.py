@@ -1,4 +1,6 @@
-"""`imgrec bench ...`: benchmarks that print ratios against a baseline measured in the same run."""
+"""The lab's commands, added to `imgrec` through the entry-point group `imgrec.commands`
+(see pyproject.toml): `imgrec bench ...`, benchmarks that print ratios against a
+baseline measured in the same run, and `imgrec simulate`, the scaling simulator."""
 
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print ratios against a baseline.")
+from imgrec.lab.scaling.commands import simulate
+
+bench_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Benchmarks that print ratios against a baseline.")
+simulate_app = typer.Typer(add_completion=False)
+simulate_app.command("simulate")(simulate)
 console = Console()
 err = Console(stderr=True)
 Threads = Annotated[int, typer.Option(help="onnxruntime intra-op threads (default: all cores)")]
@@ -20,10 +26,10 @@ Folder = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Imag
 @bench_app.command("engine")
 def bench_engine(ctx: typer.Context, folder: Folder, threads: Threads = 0, rounds: int = 3) -> None:
     """Engine stages at batch 1, 8, 32 beside a plain onnxruntime + Pillow loop."""
-    from imgrec.bench.engine import bench_engine as run
-    from imgrec.bench.engine import bench_parallelism, read_images
-    from imgrec.bench.report import engine_table, parallelism_table
     from imgrec.engine.model import build
+    from imgrec.lab.bench.engine import bench_engine as run
+    from imgrec.lab.bench.engine import bench_parallelism, read_images
+    from imgrec.lab.report import engine_table, parallelism_table
 
     build(ctx.obj.model_path, variant=ctx.obj.model)  # no-op when the model is already there
     model, images, cores = ctx.obj.model_path, read_images(folder), os.cpu_count() or 1
@@ -41,7 +47,7 @@ def bench_load(
     endpoint: Annotated[str, typer.Option(help="'/' (classic) or '/api/v1/classify'")] = "/",
 ) -> None:
     """Correctness under load against `imgrec up`: lost, 5xx and wrong labels must all be 0."""
-    from imgrec.bench.e2e import run_load_check
+    from imgrec.lab.bench.e2e import run_load_check
 
     report = run_load_check(ctx.obj, folder, requests, concurrency, endpoint)
     console.print_json(json.dumps(report.summary()))
@@ -65,8 +71,8 @@ def bench_e2e(
 ) -> None:
     """Service throughput and latency beside the bare pipeline, CPU per image, per-stage times,
     cold start, and the performance targets as pass/fail rows."""
-    from imgrec.bench.e2e import run_e2e
-    from imgrec.bench.report import e2e_line, e2e_tables
+    from imgrec.lab.bench.e2e import run_e2e
+    from imgrec.lab.report import e2e_line, e2e_tables
 
     levels = [int(x) for x in sweep.split(",") if x.strip()]
     r = run_e2e(ctx.obj.with_overrides(model=model), folder, requests, concurrency, levels, out, rounds=rounds)
@@ -96,10 +102,10 @@ def bench_replay(
 ) -> None:
     """Replay short traces against `imgrec up` and set the simulator's prediction beside
     each: worker-seconds and p99 must agree within 25 %."""
-    from imgrec.bench.commands import load_trace
-    from imgrec.bench.replay import AGREEMENT, replay
-    from imgrec.bench.report import replay_table
-    from imgrec.bench.service_time import sample_photos
+    from imgrec.lab.report import replay_table
+    from imgrec.lab.scaling.commands import load_trace
+    from imgrec.lab.scaling.replay import AGREEMENT, replay
+    from imgrec.lab.scaling.service_time import sample_photos
 
     arrivals = [load_trace(t, duration, rate, seed, "auto", "", time_scale, rate_scale)
                 for t in (traces or ["steady", "step", "onoff", "bursts"])]

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgrec.autoscaler.peers import Policy
 from imgrec.autoscaler.policy import Snapshot
 from imgrec.errors import ConfigError
+from imgrec.lab.scaling.peers import Policy
 
 INF = math.inf
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgrec.autoscaler import traces
 from imgrec.errors import BadInput
+from imgrec.lab.scaling import traces
 
 
 def counts(trace: traces.Trace, bins: int) -> np.ndarray:

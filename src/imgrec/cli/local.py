@@ -1,5 +1,5 @@
-"""`imgrec submit` (to a running service) and `imgrec classify` (here, with the model),
-registered by `imgrec.cli`; they follow its rule: parse, then delegate."""
+"""The model here, without a service: `imgrec classify` files and folders, `imgrec eval`
+its accuracy on a labelled folder."""
 
 from __future__ import annotations
 
@@ -12,59 +12,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
+from imgrec.cli.options import CsvOut, Paths, Threads
+from imgrec.cli.progress import progress_bar
 from imgrec.settings import Settings
 
 err = Console(stderr=True)
-Paths = Annotated[list[Path], typer.Argument(exists=True, help="Image files and folders (searched recursively)")]
-CsvOut = Annotated[Path | None, typer.Option("--csv", help="Write one row per image to this CSV file")]
-
-
-def progress_bar(what: str) -> Progress:
-    """Done/total, images/s, failures and the time left, on a terminal only."""
-    return Progress(
-        TextColumn(f"{what} "), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f} images/s"), TextColumn("[red]{task.fields[failed]} failed"),
-        TimeRemainingColumn(), console=err, transient=False, disable=not err.is_terminal,
-    )
-
-
-def submit(
-    ctx: typer.Context,
-    paths: Paths,
-    url: Annotated[str, typer.Option(help="The service, e.g. http://imgrec.internal:8000")] = "http://127.0.0.1:8000",
-    csv_out: CsvOut = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON to this file")] = None,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight at once")] = 4,
-    api_key: Annotated[str | None, typer.Option(help="The service's API key, if it needs one [IMGREC_API_KEY]",
-                                                envvar="IMGREC_API_KEY")] = None,
-) -> None:
-    """Send images to a running service; prints name:label lines, or writes --csv/--json.
-    Run it again after an interruption: it sends only what is missing."""
-    from imgrec.client.submit import submit as run
-
-    with progress_bar("classifying") as bar:
-        task = bar.add_task("", total=None, rate=0.0, failed=0)
-        first: list[tuple[float, int]] = []  # when this run's first count came, and what it was
-
-        def progress(done: int, failed: int, total: int | None = None) -> None:
-            first[:] = first or [(time.monotonic(), done)]
-            rate = (done - first[0][1]) / max(time.monotonic() - first[0][0], 1e-6)
-            bar.update(task, completed=done, failed=failed, rate=rate, **({"total": total} if total else {}))
-
-        table, state, seconds = run(
-            [str(p) for p in paths], url, api_key=api_key, concurrency=concurrency, csv_out=csv_out,
-            json_out=json_out, progress=progress,
-        )
-    failed = [r for r in table if r.get("error")]
-    if not (csv_out or json_out):
-        for r in table:
-            name = Path(r["filename"]).stem
-            print(f"{name}:{r['label']}" if not r.get("error") else f"{name}: error: {r['error']}")
-    err.print(f"{len(table) - len(failed)} classified, {len(failed)} failed, in {seconds:.1f} s "
-              f"(state: {state}; run again to send only what is missing)")
-    raise typer.Exit(1 if failed else 0)
 
 
 def local_classifier(settings: Settings, threads: int = 0):
@@ -134,3 +88,33 @@ def eval_all_variants(settings: Settings, folder: Path, batch_size: int, threads
             f"| {report.images_per_second:.1f} | {size:.1f} | {report.images_per_second / base:.2f}x |",
             flush=True,
         )
+
+
+def evaluate(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+    batch_size: int = 16,
+    threads: Threads = 0,
+    all_variants: Annotated[bool, typer.Option("--all-variants", help="A table of every variant (built if missing)")] = False,
+) -> None:
+    """Top-1/top-5 accuracy on FOLDER/labels.csv (filename,class_index,...)."""
+    from imgrec.engine.evaluate import evaluate as run_eval
+    from imgrec.engine.evaluate import read_labels
+
+    if all_variants:
+        eval_all_variants(ctx.obj, folder, batch_size, threads)
+        return
+    clf = local_classifier(ctx.obj, threads)
+    total = len(read_labels(folder))
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task("classifying", total=total)
+        report = run_eval(clf, folder, batch_size, lambda n: progress.advance(task, n))
+    print(f"model: {clf.model_id}")
+    print(f"images: {report.total}")
+    print(f"top-1: {report.top1 / report.total:.4f}")
+    print(f"top-5: {report.top5 / report.total:.4f}")
+    print(f"images/s: {report.images_per_second:.1f}")
+    if report.wrong:
+        print(f"wrong ({len(report.wrong)}):")
+        for name, expected, got in report.wrong:
+            print(f"  {name}: expected {clf.manifest.labels[expected]['label']}, got {got}")

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from imgrec import presence
-from imgrec.autoscaler.simulate import WorkerModel
-from imgrec.autoscaler.traces import Trace
-from imgrec.bench.calibrate import calibrate, send_all, service_env
-from imgrec.bench.scaling import compare, host_cores, inputs
+from imgrec.lab.harness import ServiceProcess, wait_until
+from imgrec.lab.scaling.calibrate import calibrate, send_all, service_env
+from imgrec.lab.scaling.runs import compare, host_cores, inputs
+from imgrec.lab.scaling.simulate import WorkerModel
+from imgrec.lab.scaling.traces import Trace
 from imgrec.settings import Settings
-from imgrec.testing import ServiceProcess, wait_until
 
 AGREEMENT = 0.25  # the simulator is accepted within 25 % of the live figures
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from imgrec.autoscaler.peers import open_policy
-from imgrec.autoscaler.simulate import Result, ServiceModel, WorkerModel, simulate
-from imgrec.autoscaler.traces import Trace
 from imgrec.errors import require
+from imgrec.lab.scaling.peers import open_policy
+from imgrec.lab.scaling.simulate import Result, ServiceModel, WorkerModel, simulate
+from imgrec.lab.scaling.traces import Trace
 from imgrec.settings import Settings
 
 CHART_SAMPLES = 1000
@@ -36,7 +36,7 @@ def inputs(settings: Settings, service: ServiceModel | None, cold_start: float |
     machine for the rest; and a note saying which is which."""
     source = "given"
     if service is None or cold_start is None:
-        from imgrec.bench.service_time import measured
+        from imgrec.lab.scaling.service_time import measured
 
         m_service, m_cold, source = measured(settings, remeasure)
         if service is not None or cold_start is not None:

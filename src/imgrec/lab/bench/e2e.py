@@ -13,12 +13,12 @@ import urllib.request
 from pathlib import Path
 
 from imgrec import presence
-from imgrec.bench.engine import IMAGE_SUFFIXES
-from imgrec.bench.load import Item, LoadReport, run_load
 from imgrec.engine.classifier import Classifier
 from imgrec.errors import require
+from imgrec.lab.bench.engine import IMAGE_SUFFIXES
+from imgrec.lab.bench.load import Item, LoadReport, run_load
+from imgrec.lab.harness import ServiceProcess, wait_until
 from imgrec.settings import Settings
-from imgrec.testing import ServiceProcess, wait_until
 
 API = "/api/v1/classify"
 
@@ -132,10 +132,10 @@ def run_e2e(
 ) -> dict:
     """The main comparison runs in `rounds` interleaved rounds (bare, service, bare, ...)
     and keeps each side's best: on a shared machine noise only ever slows a round down."""
-    from imgrec.bench.cpu import CpuSample, account
-    from imgrec.bench.engine import engine_bare, plain_bare
-    from imgrec.bench.targets import targets
     from imgrec.engine.model import load_manifest
+    from imgrec.lab.bench.engine import engine_bare, plain_bare
+    from imgrec.lab.bench.targets import targets
+    from imgrec.lab.cpu import CpuSample, account
 
     model_dir, plain_dir = settings.model_path, fp32_counterpart(settings)
     load_manifest(model_dir, variant=settings.model)  # if missing, says how to build this variant

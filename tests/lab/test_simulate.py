@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from imgrec.autoscaler import traces
-from imgrec.autoscaler.peers import FixedState, Policy, open_policy
-from imgrec.autoscaler.simulate import ServiceModel, Simulation, WorkerModel, simulate
+from imgrec.lab.scaling import traces
+from imgrec.lab.scaling.peers import FixedState, Policy, open_policy
+from imgrec.lab.scaling.simulate import ServiceModel, Simulation, WorkerModel, simulate
 from imgrec.settings import Settings
 
 SETTINGS = Settings(max_workers=4, target_per_worker=4, scale_in_delay=30, scale_to_zero_delay=0, scale_in_step=1,

@@ -8,8 +8,8 @@ import datetime
 import numpy as np
 import pytest
 
-from imgrec.bench.calibrate import spawned_at
-from imgrec.bench.replay import pooled
+from imgrec.lab.scaling.calibrate import spawned_at
+from imgrec.lab.scaling.replay import pooled
 
 
 def test_pooled_runs_take_the_percentiles_of_all_answers_and_the_mean_cost():
@@ -41,9 +41,9 @@ def test_the_start_up_is_timed_from_the_spawn_the_service_logs():
 def test_the_prediction_pools_every_calibration_start_up_and_tick_phase():
     """The simulated side is made as the live one: each round's calibration, each start-up
     it measured, ticks at several phases, all pooled."""
-    from imgrec.autoscaler.simulate import ServiceModel, WorkerModel
-    from imgrec.bench.commands import load_trace
-    from imgrec.bench.replay import PHASES, predicted
+    from imgrec.lab.scaling.commands import load_trace
+    from imgrec.lab.scaling.replay import PHASES, predicted
+    from imgrec.lab.scaling.simulate import ServiceModel, WorkerModel
     from imgrec.settings import Settings
 
     settings = Settings()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgrec.autoscaler.simulate import ServiceModel
+from imgrec.lab.scaling.simulate import ServiceModel
 from imgrec.settings import Settings
 
 CACHE = Path("simulate") / "measured.json"

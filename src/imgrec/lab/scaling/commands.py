@@ -1,8 +1,5 @@
-"""The scaling tools' commands (`imgrec simulate`), registered by `imgrec.cli`.
-
-They live here, not in cli.py, to keep that module short; they follow its rule:
-parse the flags, build on the settings the callback made (`ctx.obj`), delegate.
-"""
+"""`imgrec simulate` and the trace flags it shares with `imgrec bench replay`: they parse
+the flags, build on the settings the callback made (`ctx.obj`), and delegate."""
 
 from __future__ import annotations
 
@@ -41,7 +38,7 @@ Slo = Annotated[float, typer.Option(help="Latency objective, seconds")]
 
 def load_trace(spec: str, duration: float, rate: float, seed: int, csv_kind: str, select: str,
                time_scale: float, rate_scale: float):
-    from imgrec.autoscaler import traces
+    from imgrec.lab.scaling import traces
 
     try:
         trace = traces.load(spec, duration, rate, seed, csv_kind, select)
@@ -58,7 +55,7 @@ def overrides(sets: list[str] | None) -> dict[str, str]:
 
 
 def parse_service(text: str):
-    from imgrec.autoscaler.simulate import ServiceModel
+    from imgrec.lab.scaling.simulate import ServiceModel
 
     try:
         a, b = (float(x) for x in text.split(","))
@@ -93,8 +90,8 @@ def simulate(
                                         "imgrec sees only the work its ticks catch")] = False,
 ) -> None:
     """Replay a trace against imgrec's scaling policy and models of KEDA, HPA and Ray Serve."""
-    from imgrec.bench import scaling
-    from imgrec.bench.report import simulation_table
+    from imgrec.lab.report import simulation_table
+    from imgrec.lab.scaling import runs as scaling
 
     try:
         settings = ctx.obj.with_overrides(**overrides(set_))
