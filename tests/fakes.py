@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imgrec.engine.classifier import Guess, ImageError, Prediction
 from imgrec.engine.model import MANIFEST_FILE, Manifest
+from imgrec.engine.pipeline import Guess, ImageError, Pipeline, Prediction
 from imgrec.errors import BackendUnavailable
 from imgrec.stores import ObjectStore
 
@@ -29,7 +29,7 @@ CRASH = b"crash"  # ends the process that decodes it, as a decoder bug would
 HANG = b"hang"  # never finishes decoding
 
 
-class FakeClassifier:
+class FakeClassifier(Pipeline):
     model_id = "fake@000000000000"
 
     def __init__(self, delay: float = 0.0) -> None:

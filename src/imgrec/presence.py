@@ -2,7 +2,9 @@
 
 Any process can see the others without talking to them: the web tier counts
 live workers for `/api/v1/status`, the autoscaler's housekeeping removes the
-reply queue of a web replica that died without cleaning up, on any host.
+reply queue of a web replica that died without cleaning up, on any host. The
+deployment's status (`deployment_status`) is the queue's counts beside the
+workers' totals (`totals`), summed here once for every reader.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from imgrec.errors import BackendError, BadInput, NotFound
 from imgrec.messages import HEARTBEATS, Heartbeat, dumps, heartbeat_key
+from imgrec.queues import Queue
 from imgrec.stores import ObjectStore
 
 log = logging.getLogger("imgrec.presence")
@@ -114,6 +117,36 @@ def read(store: ObjectStore, role: str) -> list[Heartbeat]:
     return beats
 
 
+@dataclass
+class Totals:
+    """What workers did, summed over their heartbeats: images completed, batches by size,
+    seconds per stage (summed over images)."""
+
+    completed: int = 0
+    batch_sizes: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def totals(beats: list[Heartbeat]) -> Totals:
+    out = Totals()
+    for b in beats:
+        out.completed += b.completed
+        for k, n in b.batch_sizes.items():
+            out.batch_sizes[k] = out.batch_sizes.get(k, 0) + n
+        for k, s in b.stage_seconds.items():
+            out.stage_seconds[k] = out.stage_seconds.get(k, 0.0) + s
+    return out
+
+
+def counters(beats: list[Heartbeat]) -> dict[str, int]:
+    """The members' counters (e.g. autoscalers' worker crashes), summed by name."""
+    out: dict[str, int] = {}
+    for b in beats:
+        for k, n in b.counters.items():
+            out[k] = out.get(k, 0) + n
+    return out
+
+
 def compact(store: ObjectStore, older_than: float = 300.0) -> int:
     """Fold the heartbeats of workers stopped (or silent) for `older_than` seconds into one
     retired record, so the counts survive and the listing stays short; returns how many."""
@@ -123,19 +156,36 @@ def compact(store: ObjectStore, older_than: float = 300.0) -> int:
     gone = [b for b in beats if b.id != RETIRED_ID and not is_alive(b, now) and now - b.last_seen > older_than]
     if not gone:
         return 0
-    sizes, stages = dict(retired.batch_sizes), dict(retired.stage_seconds)
-    for b in gone:
-        for k, v in b.batch_sizes.items():
-            sizes[k] = sizes.get(k, 0) + v
-        for k, v in b.stage_seconds.items():
-            stages[k] = stages.get(k, 0.0) + v
+    folded = totals([retired, *gone])
     retired = replace(
-        retired, completed=retired.completed + sum(b.completed for b in gone), batch_sizes=sizes, stage_seconds=stages
+        retired, completed=folded.completed, batch_sizes=folded.batch_sizes, stage_seconds=folded.stage_seconds
     )
     store.put(retired.key, dumps(retired.to_dict()), "application/json")
     for b in gone:
         store.delete(b.key)
     return len(gone)
+
+
+def deployment_status(queue: Queue, store: ObjectStore) -> dict:
+    """The deployment at a glance, from the queue and the heartbeats in the store (what
+    `/api/v1/status`, `/metrics` and `imgrec status` show)."""
+    stats = queue.stats()
+    workers = read(store, "worker")
+    overseers = [b for role in ("autoscaler", "supervisor") for b in read(store, role)]
+    done, counts = totals(workers), counters(overseers)
+    return {
+        "queue_depth": stats.depth,
+        "in_flight": stats.in_flight,
+        "dead_letter": stats.dead,
+        "workers": sum(is_alive(w) for w in workers),
+        "completed": done.completed,
+        "batch_sizes": done.batch_sizes,
+        "stage_seconds": {k: round(v, 3) for k, v in done.stage_seconds.items()},  # summed over images, since the start
+        "worker_crashes": counts.get("worker_crashes", 0),
+        "hung_workers_replaced": counts.get("hung_workers_replaced", 0),
+        "restarts": counts.get("web_restarts", 0) + counts.get("autoscaler_restarts", 0),
+        "problems": problems(overseers + workers),
+    }
 
 
 def silent_replicas(store: ObjectStore, silent_for: float) -> list[Heartbeat]:

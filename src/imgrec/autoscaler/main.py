@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 
+from imgrec import jobs
 from imgrec.actuators import open_actuator
 from imgrec.autoscaler.housekeeping import Housekeeping
 from imgrec.autoscaler.loop import Autoscaler, ModelCheck
@@ -15,7 +16,6 @@ from imgrec.queues import request_queue
 from imgrec.settings import Settings
 from imgrec.stopping import child_env, on_stop_signal, stop_with_parent
 from imgrec.stores import open_store
-from imgrec.worker.publisher import Publisher
 
 log = logging.getLogger("imgrec.autoscaler")
 # Workers under an autoscaler outlive its scale-in delays, so that it, not they, decides;
@@ -35,19 +35,19 @@ def run_autoscaler(settings: Settings) -> None:
     queue = request_queue(settings)
     actuator = open_actuator(settings.actuator, child_env({**os.environ, **worker_settings(settings).to_env()}), settings)
     config = ScalingConfig.from_settings(settings)
-    publisher = Publisher(settings.queue_url, open_store(settings.store_url))
+    results = jobs.Results(open_store(settings.store_url), settings.queue_url)
     chores = Housekeeping(
-        queue, publisher, every=max(5.0, settings.visibility_timeout), lost_after=2 * settings.visibility_timeout,
+        queue, results, every=max(5.0, settings.visibility_timeout), lost_after=2 * settings.visibility_timeout,
         retention=settings.retention,
     )
     # Only workers started here need a model here; `--max-workers 0` (the housekeeping of
     # a deployment whose workers run elsewhere) starts none.
     local = settings.actuator in ("", "local") and settings.max_workers > 0
-    check = ModelCheck(settings.model_path, publisher.store, variant=settings.model).problem if local else (lambda: "")
+    check = ModelCheck(settings.model_path, results.store, variant=settings.model).problem if local else (lambda: "")
     scaler = Autoscaler(queue, actuator, config, settings.poll_interval, chores, check)
     on_stop_signal(scaler.stop)
     stop_with_parent()
-    beat = Presence(publisher.store, "autoscaler", f"{socket.gethostname()}-{os.getpid()}",
+    beat = Presence(results.store, "autoscaler", f"{socket.gethostname()}-{os.getpid()}",
                     lambda: {"counters": dict(actuator.counters), "problem": check()}).start()
     log.info(
         "autoscaler: %d..%d workers, %d messages per worker", config.min_workers, config.max_workers,
@@ -58,5 +58,5 @@ def run_autoscaler(settings: Settings) -> None:
     finally:
         actuator.shutdown(timeout=settings.visibility_timeout)
         beat.stop("stopped")
-        publisher.close()
+        results.close()
         queue.close()

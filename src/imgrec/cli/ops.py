@@ -104,7 +104,7 @@ def gc(
 ) -> None:
     """Delete inputs, results and records older than the retention time, now (the
     autoscaler does it every hour)."""
-    from imgrec.autoscaler.housekeeping import sweep_expired
+    from imgrec.jobs import sweep_expired
     from imgrec.stores import open_store
 
     settings = ctx.obj.with_overrides(retention=retention)

@@ -1,47 +1,20 @@
-"""The classifier: an EfficientNet-Lite variant on onnxruntime, loaded once per process."""
+"""The classifier: a model variant on onnxruntime, loaded once per process."""
+
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from imgrec.engine.model import Manifest, load_manifest
+from imgrec.engine.pipeline import Guess, ImageError, Pipeline, Prediction
 from imgrec.engine.variants import variant
 from imgrec.imaging.header import ImageLimits, ImageRejected
 from imgrec.imaging.pixels import load_image
 from imgrec.settings import Settings
-
-
-@dataclass(frozen=True, slots=True)
-class Guess:
-    label: str
-    class_index: int
-    wnid: str
-    score: float
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    label: str
-    class_index: int
-    wnid: str
-    score: float  # softmax probability
-    top: list[Guess] = field(default_factory=list)  # the top-5, best first
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class ImageError:
-    error: str
-
-    def to_dict(self) -> dict:
-        return {"error": self.error}
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -53,8 +26,9 @@ def session_options(threads: int) -> ort.SessionOptions:
     return opts
 
 
-class Classifier:
-    """Classify batches of encoded images; one bad image never spoils the batch."""
+class Classifier(Pipeline):
+    """A model in the data directory on onnxruntime: `classify` (from `Pipeline`) batches
+    of encoded images."""
 
     def __init__(
         self,
@@ -78,7 +52,7 @@ class Classifier:
             providers=["CPUExecutionProvider"],
         )
         self._classes = self.manifest.labels
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="decode") if threads > 1 else None
+        self.decode_pool = ThreadPoolExecutor(threads, thread_name_prefix="decode") if threads > 1 else None
 
     @classmethod
     def from_settings(cls, settings: Settings, threads: int | None = None) -> Classifier:
@@ -123,18 +97,6 @@ class Classifier:
 
     def predictions(self, logits: np.ndarray) -> list[Prediction]:
         return [self._predict(row) for row in logits]
-
-    def decode_many(self, images: list[bytes]) -> list[np.ndarray | ImageError]:
-        """Decode on as many threads as inference uses: Pillow releases the GIL while it works."""
-        if self._pool is None or len(images) < 2:
-            return [self.decode(data) for data in images]
-        return list(self._pool.map(self.decode, images))
-
-    def classify(self, images: list[bytes]) -> list[Prediction | ImageError]:
-        decoded = self.decode_many(images)
-        good = [d for d in decoded if isinstance(d, np.ndarray)]
-        predictions = iter(self.infer(good))
-        return [d if isinstance(d, ImageError) else next(predictions) for d in decoded]
 
     def _predict(self, logits: np.ndarray) -> Prediction:
         z = logits.astype(np.float64)

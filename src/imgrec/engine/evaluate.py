@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgrec.engine.classifier import Classifier, ImageError, Prediction
+from imgrec.engine.classifier import Classifier
+from imgrec.engine.pipeline import ImageError, Prediction
 
 
 @dataclass

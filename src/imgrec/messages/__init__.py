@@ -25,7 +25,7 @@ import json
 import time
 from dataclasses import dataclass, field, fields
 
-from imgrec.errors import BadInput, NotFound
+from imgrec.errors import BadInput
 from imgrec.messages.keys import (  # noqa: F401 - the names, ids and keys are part of this module's face
     BATCHES,
     HEALTH,
@@ -245,11 +245,3 @@ class Heartbeat:
         if "id" not in obj and "queue" in obj:  # a web replica's record before roles existed
             obj = {"id": obj["queue"], "last_seen": obj.get("last_seen", 0.0)}
         return _build(cls, {"role": role, **obj}, "heartbeat")
-
-
-def read_output(store, job_id: str) -> Output | None:
-    """A job's result from the store (any ObjectStore), or None while it has none."""
-    try:
-        return Output.from_dict(store.get(output_key(job_id)))
-    except NotFound:
-        return None

@@ -17,7 +17,6 @@ from imgrec.messages import HEARTBEATS, REQUEST_QUEUE, Heartbeat
 from imgrec.queues import open_queue
 from imgrec.settings import Settings
 from imgrec.stores import open_store
-from imgrec.web.results import status_snapshot
 
 
 def redact(url: str) -> str:
@@ -60,7 +59,7 @@ def gather(settings: Settings) -> dict:
         "retention_seconds": settings.retention,
     }
     try:
-        view["summary"] = status_snapshot(queue, store)
+        view["summary"] = presence.deployment_status(queue, store)
     finally:
         queue.close()
     try:

@@ -11,11 +11,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from imgrec import presence
 from imgrec.messages import REPLY_QUEUE_PREFIX, new_id
 from imgrec.queues import open_queue, request_queue
 from imgrec.settings import Settings
 from imgrec.stores import open_store
-from imgrec.web import errors, pages, results
+from imgrec.web import errors, pages
 from imgrec.web.auth import ApiKeys
 from imgrec.web.history import StatusHistory
 from imgrec.web.intake import Intake
@@ -40,7 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
         replies.start()
         intake = Intake(settings, store, requests, replies, metrics)
         readiness = Readiness(store, requests, replies.name)
-        history = StatusHistory(lambda: results.status_snapshot(requests, store))
+        history = StatusHistory(lambda: presence.deployment_status(requests, store))
         parts = Parts(settings, store, requests, intake, metrics, readiness, history)
         metrics.watch_system(parts.status)
         app.state.parts = parts

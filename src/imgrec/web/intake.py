@@ -1,27 +1,27 @@
 """Taking uploads in: admission (backlog limit), reading, storing, queueing, waiting.
 
-Each file is stored first and then a request naming it is queued (never the bytes);
-a waiting request registers for its reply before the request is sent.
+Each file is stored first and then a request naming it is queued (never the bytes:
+see `imgrec.jobs.accept`); a waiting request registers for its reply before the
+request is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fastapi import Request as HttpRequest
 
+from imgrec import jobs
 from imgrec.errors import BackendError
 from imgrec.imaging.header import ImageLimits
-from imgrec.messages import Pending, Request, dumps, input_key, new_id
+from imgrec.messages import Request, input_key, new_id
 from imgrec.queues import Queue
 from imgrec.settings import Settings
 from imgrec.stores import ObjectStore
-from imgrec.web import results
+from imgrec.web import batches
 from imgrec.web.backlog import Backlog
 from imgrec.web.metrics import WebMetrics
 from imgrec.web.replies import ReplyListener
@@ -86,8 +86,8 @@ class Intake:
                     self.replies.forget(s.job_id)
             raise
         if batch_id:
-            entries = [results.entry(s.job_id, s.upload) for s in submitted]
-            await asyncio.to_thread(results.write_batch_manifest, self.store, batch_id, entries, time.time())
+            entries = [batches.entry(s.job_id, s.upload) for s in submitted]
+            await asyncio.to_thread(batches.write_manifest, self.store, batch_id, entries, time.time())
         return submitted
 
     async def _submit_one(self, up: Upload, wait: bool, batch_id: str | None) -> Submitted:
@@ -104,28 +104,9 @@ class Intake:
         return Submitted(job_id, up, fut)
 
     def _store_and_send(self, up: Upload, request: Request) -> None:
-        """Store the input and the job's pending record, then queue the request naming
-        the input: one trip off the event loop. The pending record lets housekeeping send
-        the request again should its message be lost (a queue that lost its data)."""
-        t0 = time.perf_counter()
-        request = dataclasses.replace(request, sent_at=time.time())
-        pending = Pending(request, accepted_at=request.sent_at)
-        written = self._beside.submit(self.store.put, pending.key, dumps(pending.to_dict()), "application/json")
-        try:
-            try:
-                self.store.put_file(request.input_key, up.file)
-            finally:
-                written.result()  # its error, if both failed, is the one raised
-            t1 = time.perf_counter()
-            self.requests.send(request.to_dict())
-        except BackendError:
-            # The client is told the upload failed: leave no pending record from which
-            # housekeeping would send the request after all (an input alone is swept).
-            with contextlib.suppress(BackendError):
-                self.store.delete(pending.key)
-            raise
-        self.stage.labels("store").observe(t1 - t0)
-        self.stage.labels("enqueue").observe(time.perf_counter() - t1)
+        stored, queued = jobs.accept(self.store, self.requests, request, up.file, self._beside)
+        self.stage.labels("store").observe(stored)
+        self.stage.labels("enqueue").observe(queued)
 
     def close(self) -> None:
         self._beside.shutdown(wait=False)
@@ -137,7 +118,7 @@ class Intake:
 
         async def one(s: Submitted) -> dict | None:
             if s.job_id is None:
-                return results.entry(None, s.upload)
+                return batches.entry(None, s.upload)
             output = await self.replies.wait(s.job_id, s.reply, timeout)
             return output.public() if output else None
 

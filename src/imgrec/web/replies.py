@@ -14,7 +14,8 @@ import threading
 import time
 
 from imgrec.errors import BackendError, BadInput
-from imgrec.messages import Output, Reply, read_output
+from imgrec.jobs import read_output
+from imgrec.messages import Output, Reply
 from imgrec.presence import Presence
 from imgrec.queues import Queue
 from imgrec.stores import ObjectStore

@@ -14,13 +14,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from imgrec import presence
+from imgrec import jobs, presence
 from imgrec.errors import BadInput, CannotClassify, NotFound
 from imgrec.messages import display_name, is_id
 from imgrec.queues import Queue
 from imgrec.settings import Settings
 from imgrec.stores import ObjectStore
-from imgrec.web import results
+from imgrec.web import batches
 from imgrec.web.errors import render
 from imgrec.web.history import StatusHistory
 from imgrec.web.intake import Intake
@@ -66,7 +66,7 @@ class Parts:
     _looked: tuple[float, bool] = (-1e9, False)
 
     def status(self) -> dict:
-        return results.status_snapshot(self.requests, self.store)
+        return presence.deployment_status(self.requests, self.store)
 
     async def ensure_workers_can_run(self) -> None:
         """For a client about to wait: refuse at once when no worker runs and the
@@ -143,7 +143,7 @@ async def api_classify(request: Request, p: Parts = Depends(parts)):
         return _timed_out(batch_id, submitted)
     body: dict = {"results": answers}
     if batch_id:
-        await asyncio.to_thread(results.write_batch_results, p.store, batch_id, answers)
+        await asyncio.to_thread(batches.write_results, p.store, batch_id, answers)
         body["batch_id"] = batch_id
     status = 422 if all("error" in r for r in answers) else 200
     return JSONResponse(body, status_code=status)
@@ -173,7 +173,7 @@ async def api_submit(request: Request, p: Parts = Depends(parts)):
     )
     listed = [
         {"job_id": s.job_id, "filename": s.upload.filename, "status": "queued", "url": f"/api/v1/jobs/{s.job_id}"}
-        if s.job_id else {**results.entry(None, s.upload), "status": "rejected"}
+        if s.job_id else {**batches.entry(None, s.upload), "status": "rejected"}
         for s in submitted
     ]
     body = {"batch_id": batch_id, "batch_url": f"/api/v1/batches/{batch_id}", "jobs": listed}
@@ -182,7 +182,7 @@ async def api_submit(request: Request, p: Parts = Depends(parts)):
 
 @router.get("/api/v1/jobs/{job_id}", summary="A job's status and result", responses=_errors(401, 404, 410, 503))
 async def api_job(job_id: str, p: Parts = Depends(parts)):
-    return await asyncio.to_thread(results.job_status, p.store, _id(job_id, "job"), p.settings.retention)
+    return await asyncio.to_thread(jobs.status, p.store, _id(job_id, "job"), p.settings.retention)
 
 
 @router.get(
@@ -193,13 +193,13 @@ async def api_batch(request: Request, batch_id: str, format: str = "json", p: Pa
     _id(batch_id, "batch")
     if format not in ("json", "csv"):
         raise BadInput("format must be json or csv")
-    view = await asyncio.to_thread(results.batch_view, p.store, batch_id, p.settings.retention)
+    view = await asyncio.to_thread(batches.batch_view, p.store, batch_id, p.settings.retention)
     if format == "json":
         return view
     if view["status"] != "done":
         return render(request, 409, "the batch is not finished yet; try again shortly", {"Retry-After": "1"})
     return Response(
-        results.to_csv(view["results"]), media_type="text/csv",
+        batches.to_csv(view["results"]), media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="imgrec-{batch_id}.csv"'},
     )
 

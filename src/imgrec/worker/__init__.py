@@ -1,8 +1,8 @@
 """The workers: take requests from the queue, classify them in batches, persist and reply.
 
-`loop` receives and stops, `batch` turns messages into outputs, `publisher`
-writes, replies and acks, `isolation` and `watchdog` contain an image that
-crashes or hangs the classifier. `run_worker` wires them into one process.
+`loop` receives and stops, `batch` turns messages into outputs (which
+`imgrec.jobs` writes, replies and acks), `isolation` and `watchdog` contain an
+image that crashes or hangs the classifier. `run_worker` wires them into one process.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from imgrec import jobs
 from imgrec.engine import registry
 from imgrec.engine.classifier import Classifier
 from imgrec.messages import new_id
@@ -25,7 +26,6 @@ from imgrec.stopping import on_stop_signal, stop_with_parent
 from imgrec.stores import open_store
 from imgrec.worker.batch import BatchProcessor, WorkerStats
 from imgrec.worker.loop import WorkerLoop
-from imgrec.worker.publisher import Publisher
 
 log = logging.getLogger("imgrec.worker")
 
@@ -73,8 +73,8 @@ def run_worker(settings: Settings, worker_id: str | None = None) -> None:
     clf = Classifier.from_settings(settings)
     said["model"] = clf.model_id
     processor = BatchProcessor(clf, store, worker_id, settings.image_timeout, stats, max_attempts=settings.max_receives)
-    publisher = Publisher(settings.queue_url, store, stats)
-    loop = WorkerLoop(queue, processor, publisher, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms)
+    results = jobs.Results(store, settings.queue_url)
+    loop = WorkerLoop(queue, processor, results, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms)
     if stopping.is_set():
         loop.stop()
     ready = _warm_up(clf, settings.ready_file)
@@ -91,7 +91,7 @@ def run_worker(settings: Settings, worker_id: str | None = None) -> None:
             with contextlib.suppress(OSError):
                 ready.unlink()
         presence.stop("stopped")
-        publisher.close()
+        results.close()
         queue.close()
 
 

@@ -10,16 +10,18 @@ child instead, for a message whose earlier delivery may have ended a worker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
-from imgrec.engine.classifier import Classifier, ImageError
+from imgrec import jobs
+from imgrec.engine.pipeline import ImageError, Pipeline
 from imgrec.errors import BadInput, NotFound
-from imgrec.messages import Output, Pending, Request, dumps, read_output
+from imgrec.jobs import Done
+from imgrec.messages import Output, Request
 from imgrec.queues import Message
 from imgrec.stores import ObjectStore
 from imgrec.worker.isolation import classify_isolated
@@ -52,14 +54,6 @@ class WorkerStats:
         }
 
 
-@dataclass(frozen=True)
-class Done:
-    message: Message
-    request: Request
-    output: Output
-    stored: bool = False  # the output was already in the store (a redelivery)
-
-
 @dataclass
 class Outcome:
     done: list[Done] = field(default_factory=list)
@@ -83,13 +77,36 @@ class _Job:
     data: bytes | None  # None: the input is no longer in the store
 
 
+class _Limits:
+    """The watchdog's time limit on each step of a batch's classification (a hung decoder
+    ends the worker; see `watchdog`), and the time each step took."""
+
+    def __init__(self, watchdog: Watchdog, seconds: float, job_ids: list[str]) -> None:
+        self.watchdog, self.seconds, self.job_ids = watchdog, seconds, job_ids
+        self.decoding_seconds = self.inferring_seconds = 0.0
+
+    @contextlib.contextmanager
+    def decoding(self, index: int) -> Iterator[None]:
+        started = time.perf_counter()
+        with self.watchdog.limit(self.seconds, f"decoding job {self.job_ids[index]}"):
+            yield
+        self.decoding_seconds += time.perf_counter() - started
+
+    @contextlib.contextmanager
+    def inferring(self, count: int) -> Iterator[None]:
+        started = time.perf_counter()
+        with self.watchdog.limit(self.seconds * max(1, count), f"inference on a batch of {count}"):
+            yield
+        self.inferring_seconds += time.perf_counter() - started
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
 class BatchProcessor:
     def __init__(
-        self, classifier: Classifier, store: ObjectStore, worker_id: str, image_timeout: float,
+        self, classifier: Pipeline, store: ObjectStore, worker_id: str, image_timeout: float,
         stats: WorkerStats | None = None, watchdog: Watchdog | None = None, max_attempts: int = 5,
     ) -> None:
         self.clf, self.store, self.worker_id, self.image_timeout = classifier, store, worker_id, image_timeout
@@ -100,9 +117,9 @@ class BatchProcessor:
     def process(self, messages: list[Message]) -> Outcome:
         """Classify a batch together, in this process."""
         received = time.time()
-        outcome, jobs = self._prepare(messages, received)
-        if jobs:
-            outcome.done += self._classify_together(jobs, received)
+        outcome, taken = self._prepare(messages, received)
+        if taken:
+            outcome.done += self._classify_together(taken, received)
         return outcome
 
     def process_alone(self, message: Message) -> Outcome:
@@ -111,8 +128,8 @@ class BatchProcessor:
         answer (a worker died holding it), and after `max_attempts` the image is given up
         with an error result, else it is tried again (`retry`)."""
         received = time.time()
-        outcome, jobs = self._prepare([message], received)
-        for job in jobs:
+        outcome, taken = self._prepare([message], received)
+        for job in taken:
             result = classify_isolated(self.clf, job.data, self.image_timeout) if job.data else {"error": INPUT_GONE}
             timings = {**self._waited(job, received), "isolated": _ms(time.time() - received)}
             if result is not None:
@@ -130,7 +147,7 @@ class BatchProcessor:
 
     def _prepare(self, messages: list[Message], received: float) -> tuple[Outcome, list[_Job]]:
         """Parse, answer redeliveries from the store, fetch inputs."""
-        outcome, jobs = Outcome(), []
+        outcome, taken = Outcome(), []
         for m in messages:
             try:
                 request = Request.from_dict(m.body)
@@ -138,15 +155,14 @@ class BatchProcessor:
                 log.error("dropping malformed message %s (%s): %r", m.id, exc, m.body)
                 outcome.dropped.append(m)
                 continue
-            existing = read_output(self.store, request.job_id)
+            existing = jobs.read_output(self.store, request.job_id)
             if existing is not None:  # redelivered after its result was written
                 outcome.done.append(Done(m, request, existing, stored=True))
                 continue
             if not request.waited_for:  # an async job: its status says "running" from now
-                pending = Pending(request, request.sent_at or received, self.worker_id, received)
-                self.store.put(pending.key, dumps(pending.to_dict()), "application/json")
-            jobs.append(_Job(m, request, self._fetch(request.input_key)))
-        return outcome, jobs
+                jobs.start(self.store, request, self.worker_id, received)
+            taken.append(_Job(m, request, self._fetch(request.input_key)))
+        return outcome, taken
 
     def _fetch(self, key: str) -> bytes | None:
         try:
@@ -154,31 +170,23 @@ class BatchProcessor:
         except (NotFound, BadInput):  # gone (or a key that was never valid)
             return None
 
-    def _classify_together(self, jobs: list[_Job], received: float) -> list[Done]:
+    def _classify_together(self, taken: list[_Job], received: float) -> list[Done]:
         fetched = time.time()
-        decoded = []
-        for job in jobs:
-            with self.watchdog.limit(self.image_timeout, f"decoding job {job.request.job_id}"):
-                decoded.append(self.clf.decode(job.data) if job.data else ImageError(INPUT_GONE))
-        decoded_at = time.time()
-        good = [d for d in decoded if isinstance(d, np.ndarray)]
-        with self.watchdog.limit(self.image_timeout * max(1, len(good)), f"inference on a batch of {len(good)}"):
-            predictions = iter(self.clf.infer(good))
-        inferred = time.time()
-        n = len(jobs)
+        guard = _Limits(self.watchdog, self.image_timeout, [job.request.job_id for job in taken])
+        results = self.clf.classify([job.data if job.data else ImageError(INPUT_GONE) for job in taken], guard)
+        n = len(taken)
         self.stats.batch_sizes[n] += 1
         self.stats.stage_seconds.update({
-            "queue_wait": sum(received - (j.request.sent_at or received) for j in jobs),
-            "fetch": fetched - received, "decode": decoded_at - fetched, "inference": inferred - decoded_at,
+            "queue_wait": sum(received - (j.request.sent_at or received) for j in taken),
+            "fetch": fetched - received, "decode": guard.decoding_seconds, "inference": guard.inferring_seconds,
         })
         per_image = {
-            "fetch": _ms((fetched - received) / n), "decode": _ms((decoded_at - fetched) / n),
-            "inference": _ms((inferred - decoded_at) / n), "batch_size": n,
+            "fetch": _ms((fetched - received) / n), "decode": _ms(guard.decoding_seconds / n),
+            "inference": _ms(guard.inferring_seconds / n), "batch_size": n,
         }
         return [
-            self._done(job, (d if isinstance(d, ImageError) else next(predictions)).to_dict(),
-                       {**self._waited(job, received), **per_image})
-            for job, d in zip(jobs, decoded, strict=False)
+            self._done(job, result.to_dict(), {**self._waited(job, received), **per_image})
+            for job, result in zip(taken, results, strict=True)
         ]
 
     @staticmethod

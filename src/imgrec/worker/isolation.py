@@ -8,21 +8,19 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 
-from imgrec.engine.classifier import Classifier, ImageError
+from imgrec.engine.pipeline import Pipeline
 
 _fork = mp.get_context("fork")  # the child inherits the loaded model: nothing to reload
 
 
-def _child(clf: Classifier, data: bytes, conn) -> None:
+def _child(clf: Pipeline, data: bytes, conn) -> None:
     try:
-        decoded = clf.decode(data)
-        result = decoded.to_dict() if isinstance(decoded, ImageError) else clf.infer([decoded])[0].to_dict()
-        conn.send(result)
+        conn.send(clf.classify([data])[0].to_dict())
     finally:
         os._exit(0)  # no cleanup of the parent's threads, sockets or files
 
 
-def classify_isolated(clf: Classifier, data: bytes, timeout: float) -> dict | None:
+def classify_isolated(clf: Pipeline, data: bytes, timeout: float) -> dict | None:
     """The result as a dict (prediction or image error), or None if the child crashed or
     ran past `timeout` seconds."""
     receiver, sender = _fork.Pipe(duplex=False)

@@ -1,6 +1,6 @@
 """The worker's loop: receive, hand the batch on, stop when asked or idle, ride out outages.
 
-receive -> process (see `batch`) -> write outputs -> reply -> ack (see `publisher`).
+receive -> process (see `batch`) -> write outputs -> reply -> ack (`imgrec.jobs`).
 A first delivery is classified with its batch-mates; a suspect (see `batch.suspect`)
 is classified alone in a child process, so that one poisonous image ends neither
 the worker nor the rest of its batch again.
@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable
 
 from imgrec.errors import BackendError, BadInput
+from imgrec.jobs import Done, Results
 from imgrec.messages import Request, canary_key
 from imgrec.queues import Message, Queue
 from imgrec.stores import ObjectStore
 from imgrec.worker.batch import BatchProcessor, Outcome, suspect
-from imgrec.worker.publisher import Publisher
 
 log = logging.getLogger("imgrec.worker")
 MAX_BACKOFF = 8.0  # between attempts to reach an unreachable queue
@@ -93,10 +93,10 @@ class StoreBreaker:
 
 class WorkerLoop:
     def __init__(
-        self, queue: Queue, processor: BatchProcessor, publisher: Publisher, *, max_batch: int, max_wait_ms: float,
+        self, queue: Queue, processor: BatchProcessor, results: Results, *, max_batch: int, max_wait_ms: float,
         breaker: StoreBreaker | None = None,
     ) -> None:
-        self.queue, self.processor, self.publisher = queue, processor, publisher
+        self.queue, self.processor, self.results = queue, processor, results
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.breaker = breaker or StoreBreaker(processor.store, canary_key(f"worker-{processor.worker_id}"))
         self._stop = threading.Event()
@@ -156,12 +156,18 @@ class WorkerLoop:
         try:
             with kept_invisible(self.queue, messages):
                 outcome = work()
-                self.publisher.finish(self.queue, outcome.done)
+                self.finish(outcome.done)
             self.queue.ack_many(outcome.dropped)
             self.requeue(outcome.retry)
         except BackendError as exc:
             self.breaker.trip(exc)
             self.give_back(messages)
+
+    def finish(self, done: list[Done]) -> None:
+        written, replied = self.results.finish(self.queue, done)
+        stats = self.processor.stats
+        stats.stage_seconds.update({"result_write": written, "reply_and_ack": replied})
+        stats.completed += len(done)
 
     def give_back(self, messages: list[Message]) -> None:
         """Hand messages on without counting this delivery against them."""

@@ -6,7 +6,8 @@ import time
 import uuid
 
 from imgrec import presence
-from imgrec.autoscaler.housekeeping import answer_dead_letters, resend_lost, sweep_expired, sweep_reply_queues
+from imgrec.autoscaler.housekeeping import sweep_reply_queues
+from imgrec.jobs import Results, answer_dead_letters, read_output, resend_lost, sweep_expired
 from imgrec.messages import (
     Heartbeat,
     Output,
@@ -18,11 +19,9 @@ from imgrec.messages import (
     new_id,
     output_key,
     pending_key,
-    read_output,
 )
 from imgrec.queues import open_queue
 from imgrec.stores import open_store
-from imgrec.worker.publisher import Publisher
 
 
 def _rig():
@@ -30,7 +29,7 @@ def _rig():
     queue = open_queue(url, "requests", create=True, visibility_timeout=0.01, max_receives=2)
     replies = open_queue(url, "replies-a", create=True)
     store = open_store(f"memory://{uuid.uuid4().hex}")
-    return url, queue, replies, store, Publisher(url, store)
+    return url, queue, replies, store, Results(store, url)
 
 
 def _dead_letter(queue, request: Request) -> None:
@@ -42,11 +41,11 @@ def _dead_letter(queue, request: Request) -> None:
 
 
 def test_a_dead_letter_gets_an_error_result_and_its_client_a_reply():
-    _, queue, replies, store, publisher = _rig()
+    _, queue, replies, store, results = _rig()
     job = new_id()
     request = Request(job, input_key(job, "y.png"), "y.png", reply_to="replies-a")
     _dead_letter(queue, request)
-    assert answer_dead_letters(queue, publisher) == 1
+    assert answer_dead_letters(queue, results) == 1
     output = read_output(store, request.job_id)
     assert "delivered 2 times" in output.error and output.filename == "y.png"
     (reply,) = [Reply.from_dict(m.body) for m in replies.receive(10)]
@@ -55,12 +54,12 @@ def test_a_dead_letter_gets_an_error_result_and_its_client_a_reply():
 
 
 def test_a_dead_letter_whose_result_exists_is_answered_with_it():
-    _, queue, replies, store, publisher = _rig()
+    _, queue, replies, store, results = _rig()
     job = new_id()
     request = Request(job, input_key(job, "y.png"), "y.png", reply_to="replies-a")
     store.put(output_key(request.job_id), dumps(Output(request.job_id, label="cat").to_dict()))
     _dead_letter(queue, request)
-    answer_dead_letters(queue, publisher)
+    answer_dead_letters(queue, results)
     assert read_output(store, request.job_id).label == "cat"
     assert [Reply.from_dict(m.body).output.label for m in replies.receive(10)] == ["cat"]
 

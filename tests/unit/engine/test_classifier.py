@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from images import CAT_CLASSES, PHOTOS, chelsea, encode, png_bomb
-from imgrec.engine.classifier import ImageError, Prediction
+from imgrec.engine.pipeline import ImageError, Prediction
 from imgrec.imaging.header import ImageLimits
 from imgrec.imaging.pixels import load_image, resize_shorter
 

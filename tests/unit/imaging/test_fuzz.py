@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fuzz_corpus import corpus
-from imgrec.engine.classifier import ImageError
+from imgrec.engine.pipeline import ImageError
 from imgrec.imaging.header import ImageLimits, ImageRejected, open_checked
 from imgrec.imaging.pixels import load_image
 

@@ -10,13 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fakes import FlakyStore
+from imgrec.jobs import Results
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
 from imgrec.stores import open_store
 from imgrec.web import app as web_app
 from imgrec.worker.batch import BatchProcessor
 from imgrec.worker.loop import WorkerLoop
-from imgrec.worker.publisher import Publisher
 
 
 class Web:
@@ -32,7 +32,7 @@ class Web:
         if worker:
             queue = request_queue(settings)
             processor = BatchProcessor(classifier, self.store, "test-worker", settings.image_timeout)
-            self.loop = WorkerLoop(queue, processor, Publisher(settings.queue_url, self.store), max_batch=8, max_wait_ms=2)
+            self.loop = WorkerLoop(queue, processor, Results(self.store, settings.queue_url), max_batch=8, max_wait_ms=2)
             self.thread = threading.Thread(target=self.loop.run, args=(300,), daemon=True)
             self.thread.start()
 

@@ -204,12 +204,12 @@ def test_operations(web):
 
 
 def test_a_bug_is_a_logged_500_with_a_request_id(web, monkeypatch, caplog):
-    from imgrec.web import results
+    from imgrec import jobs
 
     def broken(*args):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(results, "job_status", broken)
+    monkeypatch.setattr(jobs, "status", broken)
     r = web.client.get("/api/v1/jobs/" + "0" * 32)
     request_id = r.headers["x-request-id"]
     assert r.status_code == 500 and request_id in r.json()["detail"]

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from fakes import CRASH, HANG, FakeClassifier, image
-from imgrec.messages import Output, Pending, Request, dumps, input_key, new_id, output_key, pending_key, read_output
+from imgrec.jobs import read_output
+from imgrec.messages import Output, Pending, Request, dumps, input_key, new_id, output_key, pending_key
 from imgrec.queues import open_queue
 from imgrec.stores import open_store
 from imgrec.worker.batch import INPUT_GONE, BatchProcessor, suspect
@@ -50,7 +51,7 @@ def test_a_batch_becomes_outputs_in_order(queue, store, processor):
     assert processor.clf.calls == [3], "one inference for the whole batch"
     assert processor.stats.batch_sizes == {3: 1}
     assert not outcome.dropped and not outcome.retry
-    assert read_output(store, requests[0].job_id) is None, "writing is the publisher's job"
+    assert read_output(store, requests[0].job_id) is None, "writing is the job of imgrec.jobs.Results"
 
 
 def test_a_bad_image_fails_alone(queue, store, processor):

@@ -8,12 +8,12 @@ import time
 import uuid
 
 from fakes import CRASH, FakeClassifier, FlakyStore, image
-from imgrec.messages import Reply, Request, input_key, new_id, output_key, read_output
+from imgrec.jobs import Results, read_output
+from imgrec.messages import Reply, Request, input_key, new_id, output_key
 from imgrec.queues import open_queue
 from imgrec.stores import open_store
 from imgrec.worker.batch import BatchProcessor, WorkerStats
 from imgrec.worker.loop import WorkerLoop
-from imgrec.worker.publisher import Publisher
 
 
 class Rig:
@@ -28,7 +28,7 @@ class Rig:
         self.clf = clf or FakeClassifier()
         processor = BatchProcessor(self.clf, self.store, "w1", 5.0, self.stats, max_attempts=3)
         self.loop = WorkerLoop(
-            self.queue, processor, Publisher(self.url, self.store, self.stats), max_batch=4, max_wait_ms=2
+            self.queue, processor, Results(self.store, self.url), max_batch=4, max_wait_ms=2
         )
 
     def send(self, label: str, reply_to: str | None = "replies-a", data: bytes | None = None) -> str:

@@ -61,13 +61,8 @@ def web_stages(url: str) -> dict[str, tuple[float, float]]:
 
 def worker_stages(store) -> tuple[dict[str, float], int]:
     """Seconds per worker stage summed over all workers, and images completed."""
-    totals: dict[str, float] = {}
-    done = 0
-    for w in presence.read(store, "worker"):
-        done += w.completed
-        for k, v in w.stage_seconds.items():
-            totals[k] = totals.get(k, 0.0) + v
-    return totals, done
+    done = presence.totals(presence.read(store, "worker"))
+    return done.stage_seconds, done.completed
 
 
 def stage_breakdown(before, after, images: int) -> dict[str, float]:

@@ -1,0 +1,268 @@
+"""A job's life, in one place: every record of a job in the store and the queue is
+written, read and removed here, whichever part does it.
+
+    accept       its input and pending record in the store, then its request on the
+                 queue (the web tier); the client is answered only after all three
+    start        an async job's pending record names the worker that took it
+    finish       outputs written, replies sent to the waiting replicas, pending records
+                 removed, requests acked, in that order (a worker)
+    status       done, failed, running, queued, expired, or never was (the web tier)
+    dead letters answered with an error result, so no client waits in vain
+    resend       the requests of accepted jobs whose messages a queue lost
+    sweep        what is older than the retention time
+                 (the last three: the autoscaler's housekeeping, and `imgrec gc`)
+
+The pending record exists so that a job survives a queue that loses its messages
+(a Redis without persistence restarting): housekeeping finds it and sends the
+request again. Every function here is safe to run from several processes at once:
+at worst a request is sent twice, and workers answer it once, because a result is
+written once per job id and a redelivered job is answered from the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from typing import BinaryIO
+
+from imgrec.errors import BackendError, BadInput, Expired, NotFound, QueueMissing
+from imgrec.messages import (
+    PENDING,
+    SWEPT,
+    Output,
+    Pending,
+    Reply,
+    Request,
+    dumps,
+    id_time,
+    input_prefix,
+    output_key,
+    pending_key,
+)
+from imgrec.queues import Message, Queue, open_queue
+from imgrec.stores import ObjectStore
+
+log = logging.getLogger("imgrec.jobs")
+JSON = "application/json"
+
+
+def read_output(store: ObjectStore, job_id: str) -> Output | None:
+    """A job's result, or None while it has none."""
+    try:
+        return Output.from_dict(store.get(output_key(job_id)))
+    except NotFound:
+        return None
+
+
+# --- accepted: the web tier -------------------------------------------------------------
+
+
+def accept(store: ObjectStore, requests: Queue, request: Request, data: BinaryIO, beside: Executor) -> tuple[float, float]:
+    """Make a job durable, then queue it: its input and its pending record (the latter
+    written on `beside`, so that both syncs, or both round trips to S3, overlap), then
+    its request. Returns the seconds spent storing and queueing. On a BackendError the
+    pending record is removed again: the client is told the upload failed, and
+    housekeeping must not send the request after all (an input alone is swept)."""
+    t0 = time.perf_counter()
+    request = replace(request, sent_at=time.time())
+    pending = Pending(request, accepted_at=request.sent_at)
+    written = beside.submit(store.put, pending.key, dumps(pending.to_dict()), JSON)
+    try:
+        try:
+            store.put_file(request.input_key, data)
+        finally:
+            written.result()  # its error, if both failed, is the one raised
+        t1 = time.perf_counter()
+        requests.send(request.to_dict())
+    except BackendError:
+        with contextlib.suppress(BackendError):
+            store.delete(pending.key)
+        raise
+    return t1 - t0, time.perf_counter() - t1
+
+
+def status(store: ObjectStore, job_id: str, retention: float) -> dict:
+    """What the API says of a job. Raises NotFound for a job that never was, Expired for
+    one kept its time and deleted."""
+    output = read_output(store, job_id)
+    if output is not None:
+        return {"job_id": job_id, "status": "failed" if output.failed else "done", "result": output.public()}
+    try:
+        pending = Pending.from_dict(store.get(pending_key(job_id)))
+        return {"job_id": job_id, "status": "running" if pending.worker else "queued"}
+    except NotFound:
+        pass
+    if next(iter(store.list(input_prefix(job_id))), None):  # accepted by an earlier version
+        return {"job_id": job_id, "status": "queued"}
+    raise gone_or_never(job_id, "job", retention)
+
+
+def gone_or_never(some_id: str, what: str, retention: float) -> NotFound:
+    """Expired for an id older than the retention time (ids tell when they were made),
+    else NotFound."""
+    made = id_time(some_id)
+    if retention > 0 and made is not None and time.time() - made > retention:
+        days = retention / 86400
+        kept = f"{days:g} days" if days >= 1 else f"{retention / 3600:g} hours"
+        return Expired(f"{what} {some_id} has expired: results are kept for {kept} (IMGREC_RETENTION)")
+    return NotFound(f"no such {what}: {some_id}")
+
+
+# --- taken and finished: the workers ----------------------------------------------------
+
+
+def start(store: ObjectStore, request: Request, worker: str, when: float) -> None:
+    """An async job's status says "running" from now (a waited-for one is not asked)."""
+    pending = Pending(request, request.sent_at or when, worker, when)
+    store.put(pending.key, dumps(pending.to_dict()), JSON)
+
+
+@dataclass(frozen=True)
+class Done:
+    """A received request and its output; `stored`: the output was in the store already
+    (a redelivery), so it is not written again."""
+
+    message: Message
+    request: Request
+    output: Output
+    stored: bool = False
+
+
+class Results:
+    """Writes jobs' outputs and hands them to the web replicas that wait for them."""
+
+    def __init__(self, store: ObjectStore, queue_url: str) -> None:
+        self.store, self.queue_url = store, queue_url
+        self._reply_queues: dict[str, Queue] = {}
+
+    def finish(self, requests: Queue, done: list[Done]) -> tuple[float, float]:
+        """Write the new outputs, reply, then ack: an ack never precedes a durable result.
+        The pending records go after the reply, off the waiting client's path (one left by
+        a crash meanwhile is swept: its job's output exists). Returns the seconds spent
+        writing, and replying and acking."""
+        t0 = time.perf_counter()
+        self.write([d.output for d in done if not d.stored])
+        t1 = time.perf_counter()
+        self.reply([(d.request, d.output) for d in done])
+        self.store.delete_many([pending_key(d.request.job_id) for d in done])
+        requests.ack_many([d.message for d in done])
+        return t1 - t0, time.perf_counter() - t1
+
+    def write(self, outputs: list[Output]) -> None:
+        if outputs:  # a batch's outputs in one call: the local store syncs their folder once
+            self.store.put_many([(output_key(o.job_id), dumps(o.to_dict()), JSON) for o in outputs])
+
+    def reply(self, answered: list[tuple[Request, Output]]) -> None:
+        """One message batch per waiting replica; async jobs have none (the store is the answer)."""
+        by_replica: dict[str, list[dict]] = {}
+        for request, output in answered:
+            if request.reply_to:
+                by_replica.setdefault(request.reply_to, []).append(Reply(request.job_id, output).to_dict())
+        for reply_to, replies in by_replica.items():
+            try:
+                q = self._reply_queues.get(reply_to)
+                if q is None:
+                    # Not create=True: a stopped replica's deleted queue stays deleted.
+                    q = self._reply_queues[reply_to] = open_queue(self.queue_url, reply_to, ephemeral=True)
+                q.send_many(replies)
+            except QueueMissing:
+                # The replica stopped and deleted its queue: nobody waits for these.
+                log.info("%d replies to %s dropped: that web replica is gone", len(replies), reply_to)
+                if (gone := self._reply_queues.pop(reply_to, None)) is not None:
+                    gone.close()
+            except BackendError as exc:
+                # The waiting web tier, if there is one, recovers the results from the store.
+                log.warning("%d replies to %s not sent (%s)", len(replies), reply_to, exc)
+
+    def close(self) -> None:
+        for q in self._reply_queues.values():
+            q.close()
+
+
+# --- what no single request owns: housekeeping -----------------------------------------
+
+
+def answer_dead_letters(queue: Queue, results: Results, limit: int = 50) -> int:
+    """Give every dead-lettered request an error result (or its result, if one was written
+    after all), reply to whoever waits, and remove it; returns how many were taken."""
+    taken = 0
+    while taken < limit and (messages := queue.receive_dead(10)):
+        for m in messages:
+            try:
+                request = Request.from_dict(m.body)
+            except BadInput:
+                log.error("dropping a malformed dead letter: %r", m.body)
+            else:
+                output = read_output(results.store, request.job_id)
+                if output is None:
+                    output = Output(
+                        request.job_id, request.filename, request.input_key, attempt=m.receive_count,
+                        error=f"the image could not be processed: it was delivered {queue.max_receives} times "
+                        "and each time the worker holding it ended (it may crash or hang the classifier)",
+                    )
+                    results.write([output])
+                results.store.delete(pending_key(request.job_id))
+                results.reply([(request, output)])
+                log.warning("job %s was dead-lettered after %d deliveries", request.job_id, queue.max_receives)
+            queue.ack(m)
+            taken += 1
+    return taken
+
+
+def resend_lost(store: ObjectStore, queue: Queue, older_than: float) -> int:
+    """Send again the requests of jobs accepted more than `older_than` seconds ago whose
+    messages the queue no longer has; returns how many.
+
+    A queue cannot be asked for a job's message, so this counts: jobs pending in the
+    store beyond what the queue holds (waiting, in flight, dead) were lost; the oldest of
+    those pending long enough are sent again. A guess that picks one still queued makes
+    a duplicate, which is answered once."""
+    stats = queue.stats()
+    now, unfinished, candidates = time.time(), 0, []
+    for key in store.list(PENDING):
+        try:
+            pending = Pending.from_dict(store.get(key))
+        except (NotFound, BadInput):
+            continue
+        if store.exists(output_key(pending.request.job_id)):
+            store.delete(key)  # its worker wrote the output but did not get to remove this
+            continue
+        unfinished += 1
+        if now - max(pending.accepted_at, pending.resent_at or 0, pending.started_at or 0) > older_than:
+            candidates.append(pending)
+    lost = min(len(candidates), unfinished - (stats.depth + stats.in_flight + stats.dead))
+    if lost <= 0:
+        return 0
+    resend = sorted(candidates, key=lambda p: p.accepted_at)[:lost]
+    requests = [replace(p.request, requeued=p.request.requeued + 1) for p in resend]
+    queue.send_many([r.to_dict() for r in requests])
+    for p, r in zip(resend, requests, strict=True):
+        store.put(p.key, dumps(replace(p, request=r, resent_at=now).to_dict()), JSON)
+    log.warning("sent again %d accepted jobs whose messages were lost (the queue lost its data?)", lost)
+    return lost
+
+
+def sweep_expired(store: ObjectStore, retention: float) -> dict[str, int]:
+    """Delete inputs, results, batches and records older than `retention` seconds (0 keeps
+    everything); returns how many were deleted under each prefix."""
+    if retention <= 0:
+        return {}
+    cutoff, deleted = time.time() - retention, {}
+    for prefix in SWEPT:
+        old = [key for key, modified in store.scan(prefix) if modified < cutoff]
+        for start_at in range(0, len(old), 1000):
+            store.delete_many(old[start_at : start_at + 1000])
+        if old:
+            deleted[prefix] = len(old)
+    if deleted:
+        log.info("retention: deleted %s", ", ".join(f"{n} under {p}" for p, n in deleted.items()))
+    return deleted
+
+
+__all__ = [
+    "Done", "Results", "accept", "answer_dead_letters", "gone_or_never", "read_output", "resend_lost", "start",
+    "status", "sweep_expired",
+]
