@@ -1,4 +1,6 @@
-"""Shared fixtures: the real model (built once by `make setup`) and real photographs."""
+"""Shared fixtures: the real model (built once by `make setup`) and real photographs;
+and each test's tier, from its folder (`unit`, `contract`, `system`, `browser`,
+`deploy`, `lab`: see pyproject.toml), so `make test-fast` can pick the fast ones."""
 
 from __future__ import annotations
 
@@ -10,6 +12,15 @@ import pytest
 from images import PHOTOS, SKIMAGE_DATA
 from imgrec.engine.model import build
 from imgrec.settings import Settings
+
+TIERS = {"unit": "unit", "contracts": "contract", "system": "system", "browser": "browser", "deploy": "deploy", "lab": "lab"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        folder = item.path.relative_to(root).parts[0]
+        item.add_marker(TIERS[folder])  # a test outside the tiers' folders is an error
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from imgrec.background import Loop
 from imgrec.errors import BackendError, BadInput, NotFound
 from imgrec.messages import HEARTBEATS, Heartbeat, dumps, heartbeat_key
 from imgrec.queues import Queue
@@ -43,8 +43,7 @@ class Presence:
         started = time.time() if started is None else started  # a worker's counts its model's loading
         self.beat = Heartbeat(member_id, role, host=socket.gethostname(), pid=os.getpid(), started=started)
         self.state = "running"  # or "waiting" (e.g. a worker for its model), which each beat says
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"{role}-heartbeat", daemon=True)
+        self._beating = Loop(f"{role} heartbeat", lambda: self.write(self.state), every=self.every, log=log)
 
     def write(self, state: str = "running") -> None:
         beat = replace(self.beat, state=state, last_seen=time.time(), **self._stats())
@@ -56,14 +55,12 @@ class Presence:
     def start(self, state: str = "running") -> Presence:
         self.state = state
         self.write(state)
-        self._thread.start()
+        self._beating.start()
         return self
 
     def stop(self, state: str | None = "stopped") -> None:
         """Stop beating and leave a last record in `state`, or none at all (None)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._beating.stop()
         if state is not None:
             self.write(state)
             return
@@ -71,10 +68,6 @@ class Presence:
             self.store.delete(self.beat.key)
         except BackendError as exc:
             log.warning("heartbeat of %s not removed (%s)", self.beat.id, exc)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self.write(self.state)
 
 
 def is_alive(beat: Heartbeat, now: float | None = None, states: tuple[str, ...] = ("running",)) -> bool:

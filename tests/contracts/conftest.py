@@ -3,6 +3,8 @@
 Each factory takes pytest's `request` (to start the server it needs, once per
 session) and returns a URL unique to the test, so tests never share a queue or bucket.
 The fixtures `queue_url`, `store_url` and `actuator_and_loss` run a test once per adapter.
+An adapter that needs a server (redis-server, moto_server) or imgrec's own processes is
+marked `server`: `make test-fast` leaves those to `make test`.
 """
 
 from __future__ import annotations
@@ -51,12 +53,20 @@ QUEUES = {"memory": _memory, "sqlite": _sqlite, "redis": _redis, "sqs": _sqs, "s
 STORES = {"memory": _memory, "local": _local, "s3": _s3}
 
 
-@pytest.fixture(params=sorted(QUEUES))
+IN_PROCESS = {"memory", "sqlite", "local"}  # adapters whose tests start no server
+
+
+def adapters(names) -> list:
+    """Fixture params, those that need a server (or processes of their own) marked `server`."""
+    return [n if n in IN_PROCESS else pytest.param(n, marks=pytest.mark.server) for n in sorted(names)]
+
+
+@pytest.fixture(params=adapters(QUEUES))
 def queue_url(request) -> str:
     return QUEUES[request.param](request)
 
 
-@pytest.fixture(params=sorted(STORES))
+@pytest.fixture(params=adapters(STORES))
 def store_url(request) -> str:
     return STORES[request.param](request)
 
@@ -103,7 +113,7 @@ def _asg_actuator(request):
 ACTUATORS = {"local": _local_actuator, "asg": _asg_actuator}
 
 
-@pytest.fixture(params=sorted(ACTUATORS))
+@pytest.fixture(params=[pytest.param(n, marks=pytest.mark.server) for n in sorted(ACTUATORS)])
 def actuator_and_loss(request):
     return ACTUATORS[request.param](request)
 
@@ -156,12 +166,12 @@ OUTAGE_STORES = {
 }
 
 
-@pytest.fixture(params=sorted(OUTAGE_QUEUES))
+@pytest.fixture(params=adapters(OUTAGE_QUEUES))
 def queue_outage(request):
     """(url, break_it, heal_it): heal_it is None where the backend's state is lost for good."""
     return OUTAGE_QUEUES[request.param](request)
 
 
-@pytest.fixture(params=sorted(OUTAGE_STORES))
+@pytest.fixture(params=adapters(OUTAGE_STORES))
 def store_outage(request):
     return OUTAGE_STORES[request.param](request)

@@ -40,7 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
         replies = ReplyListener(reply_queue, store, metrics)
         replies.start()
         intake = Intake(settings, store, requests, replies, metrics)
-        readiness = Readiness(store, requests, replies.name)
+        readiness = Readiness(store, requests, replies.name, lambda: replies.healthy)
         history = StatusHistory(lambda: presence.deployment_status(requests, store))
         parts = Parts(settings, store, requests, intake, metrics, readiness, history)
         metrics.watch_system(parts.status)
@@ -48,7 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
         history.start()
         log.info("web tier ready; replies on queue %s", replies.name)
         yield
-        await history.stop()
+        history.stop()
         intake.close()
         replies.stop()
         readiness.forget()

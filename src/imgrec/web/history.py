@@ -6,12 +6,12 @@ waited for or not). Kept in memory by each replica (ten minutes by default)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 
+from imgrec.background import Loop
 from imgrec.errors import BackendError
 
 log = logging.getLogger("imgrec.web")
@@ -22,24 +22,19 @@ class StatusHistory:
         self.status, self.every = status, every
         self.samples: deque[dict] = deque(maxlen=keep)
         self.events: deque[dict] = deque(maxlen=keep)
-        self._task: asyncio.Task | None = None
+        # A sample is a look at the queue and the store: an outage skips it (the dashboard
+        # shows a gap), and so does anything unexpected, which is logged.
+        self._sampling = Loop(
+            "status history", lambda: self.sample(self.status(), time.time()), every=every, first=0.0, log=log,
+            expected=(BackendError,),
+        )
         self._last: tuple[float, dict] | None = None  # the previous sample's time and status
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._sampling.start()
 
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                self.sample(await asyncio.to_thread(self.status), time.time())
-            except BackendError as exc:  # no sample this time; the dashboard shows a gap
-                log.debug("status sample skipped (%s)", exc)
-            await asyncio.sleep(self.every)
+    def stop(self) -> None:
+        self._sampling.stop()
 
     def sample(self, status: dict, now: float) -> None:
         rate = wait_ms = work_ms = None

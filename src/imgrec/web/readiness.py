@@ -1,13 +1,14 @@
-"""Whether this replica can take uploads now: the queue answers and the store takes a
-write (a tiny canary object). Looked at most once a second, so a load balancer
-probing often costs the backends little. The answer names what is wrong, never
-where it lives: backend addresses stay in the log."""
+"""Whether this replica can take uploads now: its reply listener is listening, the
+queue answers and the store takes a write (a tiny canary object). Looked at most
+once a second, so a load balancer probing often costs the backends little. The
+answer names what is wrong, never where it lives: backend addresses stay in the log."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from imgrec.errors import BackendError
 from imgrec.messages import canary_key
@@ -18,16 +19,22 @@ log = logging.getLogger("imgrec.web")
 
 
 class Readiness:
-    def __init__(self, store: ObjectStore, queue: Queue, member_id: str, every: float = 1.0) -> None:
+    def __init__(
+        self, store: ObjectStore, queue: Queue, member_id: str, listening: Callable[[], bool] = lambda: True,
+        every: float = 1.0, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store, self.queue, self.key, self.every = store, queue, canary_key(member_id), every
-        self._seen: tuple[float, str | None] = (-every, None)
+        self.listening, self.clock = listening, clock
+        self._seen: tuple[float, str | None] = (clock() - every, None)
 
     async def problem(self) -> str | None:
         """None when ready, else what is wrong, for a person."""
+        if not self.listening():
+            return "this replica's reply listener is not running"
         when, problem = self._seen
-        if time.monotonic() - when >= self.every:
+        if self.clock() - when >= self.every:
             problem = await asyncio.to_thread(self._look)
-            self._seen = (time.monotonic(), problem)
+            self._seen = (self.clock(), problem)
         return problem
 
     def _look(self) -> str | None:

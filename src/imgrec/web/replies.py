@@ -1,7 +1,8 @@
 """The reply channel of one web replica: its own queue, read by one thread.
 
 Workers send each result to the queue named in the request (`reply_to`), so
-replicas never take each other's replies. Waiting requests hold a future per job;
+replicas never take each other's replies. The thread survives any error (see
+`imgrec.background`), and readiness fails while it cannot read its queue. Waiting requests hold a future per job;
 if a reply is lost (e.g. the replica restarted), the result is still read from
 the store, which is checked every `recheck` seconds while waiting.
 """
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 
+from imgrec.background import Loop
 from imgrec.errors import BackendError, BadInput
 from imgrec.jobs import read_output
 from imgrec.messages import Output, Reply
@@ -30,8 +31,7 @@ class ReplyListener:
         self._answers = metrics.replies
         self._waiting: dict[str, asyncio.Future] = {}  # touched only on the event loop
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._listen, name="replies", daemon=True)
+        self._listener = Loop("reply listener", self._listen_once, log=log, expected=(BackendError,))
         # So that no sweeper takes this replica for dead and removes its queue.
         self._presence = Presence(store, "web", queue.name)
 
@@ -39,14 +39,18 @@ class ReplyListener:
     def name(self) -> str:
         return self.queue.name
 
+    @property
+    def healthy(self) -> bool:
+        """Listening, and its last look at the queue succeeded (readiness asks)."""
+        return self._listener.healthy
+
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._presence.start()
-        self._thread.start()
+        self._listener.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._listener.stop()
         self._presence.stop(None)
         try:
             self.queue.delete()
@@ -90,27 +94,21 @@ class ReplyListener:
             if fut is not None and not fut.done():
                 fut.set_result(output)
 
-    def _listen(self) -> None:
+    def _listen_once(self) -> None:
         assert self._loop is not None
-        while not self._stop.is_set():
+        messages = self.queue.receive(100, wait=0.5)
+        answers = []
+        for m in messages:
             try:
-                messages = self.queue.receive(100, wait=0.5)
-            except BackendError as exc:
-                log.warning("reading replies failed (%s); retrying", exc)
-                self._stop.wait(1.0)
+                reply = Reply.from_dict(m.body)
+            except BadInput:
+                log.error("ignoring a malformed reply: %r", m.body)
                 continue
-            answers = []
-            for m in messages:
-                try:
-                    reply = Reply.from_dict(m.body)
-                except BadInput:
-                    log.error("ignoring a malformed reply: %r", m.body)
-                    continue
-                answers.append((reply.job_id, reply.output))
-            if answers:  # one wake-up of the event loop per batch, not per reply
-                self._loop.call_soon_threadsafe(self._deliver, answers)
-            if messages:
-                try:
-                    self.queue.ack_many(messages)
-                except BackendError as exc:
-                    log.warning("acking replies failed (%s); they may be delivered twice (harmless)", exc)
+            answers.append((reply.job_id, reply.output))
+        if answers:  # one wake-up of the event loop per batch, not per reply
+            self._loop.call_soon_threadsafe(self._deliver, answers)
+        if messages:
+            try:
+                self.queue.ack_many(messages)
+            except BackendError as exc:
+                log.warning("acking replies failed (%s); they may be delivered twice (harmless)", exc)

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from imgrec.background import Loop
 from imgrec.errors import BackendError, BadInput
 from imgrec.jobs import Done, Results
 from imgrec.messages import Request, canary_key
@@ -42,24 +43,19 @@ def _backoff(previous: float, most: float = MAX_BACKOFF) -> float:
 def kept_invisible(queue: Queue, messages: list[Message]):
     """While a batch runs longer than half the visibility timeout, extend it, so that no
     other worker takes the same messages meanwhile."""
-    every = queue.visibility_timeout / 2
-    done = threading.Event()
 
     def keep() -> None:
-        while not done.wait(every):
-            for m in messages:
-                try:
-                    queue.extend(m, queue.visibility_timeout)
-                except BackendError as exc:  # it may come back to another worker: harmless
-                    log.warning("could not extend message %s (%s)", m.id, exc)
+        for m in messages:
+            try:
+                queue.extend(m, queue.visibility_timeout)
+            except BackendError as exc:  # it may come back to another worker: harmless
+                log.warning("could not extend message %s (%s)", m.id, exc)
 
-    keeper = threading.Thread(target=keep, name="keep-invisible", daemon=True)
-    keeper.start()
+    keeper = Loop("keep invisible", keep, every=queue.visibility_timeout / 2, log=log).start()
     try:
         yield
     finally:
-        done.set()
-        keeper.join()
+        keeper.stop()
 
 
 class StoreBreaker:
