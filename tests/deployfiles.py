@@ -48,24 +48,32 @@ def kustomize(folder: Path, objects: list[dict] | None = None) -> list[dict]:
         assert yaml.safe_load((component / "kustomization.yaml").read_text())["kind"] == "Component"
         kustomize(component, objects)
     for generator in spec.get("configMapGenerator", []):
-        data = dict(literal.split("=", 1) for literal in generator.get("literals", []))
-        found = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == generator["name"]]
-        if generator.get("behavior") == "merge":
-            assert found, f"{folder}: nothing to merge into for {generator['name']}"
-            found[0]["data"].update(data)
-        else:
-            assert not found, f"{folder}: {generator['name']} made twice"
-            objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": data})
+        _generate_config_map(folder, generator, objects)
     for image in spec.get("images", []):  # what `kustomize edit set image` writes
-        for _, c in containers(objects):
-            if c["image"].split(":")[0] == image["name"]:
-                name = image.get("newName", image["name"])
-                c["image"] = f"{name}:{image.get('newTag', c['image'].partition(':')[2])}"
+        _set_image(image, objects)
     if "namespace" in spec:
         for o in objects:
             if o["kind"] not in CLUSTER_SCOPED:
                 o["metadata"]["namespace"] = spec["namespace"]
     return objects
+
+
+def _set_image(image: dict, objects: list[dict]) -> None:
+    for _, c in containers(objects):
+        if c["image"].split(":")[0] == image["name"]:
+            name = image.get("newName", image["name"])
+            c["image"] = f"{name}:{image.get('newTag', c['image'].partition(':')[2])}"
+
+
+def _generate_config_map(folder: Path, generator: dict, objects: list[dict]) -> None:
+    data = dict(literal.split("=", 1) for literal in generator.get("literals", []))
+    found = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == generator["name"]]
+    if generator.get("behavior") == "merge":
+        assert found, f"{folder}: nothing to merge into for {generator['name']}"
+        found[0]["data"].update(data)
+    else:
+        assert not found, f"{folder}: {generator['name']} made twice"
+        objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": data})
 
 
 def find(objects: list[dict], kind: str, name: str | None = None) -> list[dict]:

@@ -77,9 +77,9 @@ class FlakyStore(ObjectStore):
         self._check()
         return self.inner.exists(key)
 
-    def list(self, prefix=""):
+    def keys(self, prefix=""):
         self._check()
-        return self.inner.list(prefix)
+        return self.inner.keys(prefix)
 
     def scan(self, prefix=""):
         self._check()

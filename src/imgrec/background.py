@@ -72,4 +72,4 @@ class Loop:
                 self.failures, delay = 0, self.every
 
     def _backoff(self) -> float:
-        return min(self.max_backoff, max(self.every, 0.5 * 2 ** (self.failures - 1)))
+        return min(self.max_backoff, max(self.every, 0.5 * 2.0 ** (self.failures - 1)))

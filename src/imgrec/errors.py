@@ -26,8 +26,9 @@ import contextlib
 import functools
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
+from typing import Any, TypeVar, cast
 
 
 class ImgrecError(Exception):
@@ -62,7 +63,7 @@ class BadInput(ImgrecError, ValueError):
 
     status = 400
 
-    def __init__(self, message: str, status: int | None = None, extra: dict | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.extra = extra or {}  # more for a JSON answer, e.g. each refused file's own error
@@ -133,14 +134,15 @@ def _installed_from() -> str | None:
 
 
 Translate = Callable[[Exception], ImgrecError | None]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def translating(translate: Translate):
+def translating(translate: Translate) -> Callable[[F], F]:
     """Decorate an adapter's methods so that a driver exception leaves them as the
     ImgrecError `translate` gives (None: not a driver exception, let it through)."""
 
     @contextlib.contextmanager
-    def translated():
+    def translated() -> Iterator[None]:
         try:
             yield
         except ImgrecError:
@@ -151,22 +153,22 @@ def translating(translate: Translate):
                 raise
             raise new from exc
 
-    def decorator(fn):
+    def decorator(fn: F) -> F:
         if inspect.isgeneratorfunction(fn):
 
             @functools.wraps(fn)
-            def gen(*args, **kwargs):
+            def gen(*args: Any, **kwargs: Any) -> Iterator[Any]:
                 with translated():
                     yield from fn(*args, **kwargs)
 
-            return gen
+            return cast(F, gen)
 
         @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             with translated():
                 return fn(*args, **kwargs)
 
-        return wrapper
+        return cast(F, wrapper)
 
     return decorator
 

@@ -95,7 +95,7 @@ def status(store: ObjectStore, job_id: str, retention: float) -> dict:
         return {"job_id": job_id, "status": "running" if pending.worker else "queued"}
     except NotFound:
         pass
-    if next(iter(store.list(input_prefix(job_id))), None):  # accepted by an earlier version
+    if next(iter(store.keys(input_prefix(job_id))), None):  # accepted by an earlier version
         return {"job_id": job_id, "status": "queued"}
     raise gone_or_never(job_id, "job", retention)
 
@@ -222,7 +222,7 @@ def resend_lost(store: ObjectStore, queue: Queue, older_than: float) -> int:
     a duplicate, which is answered once."""
     stats = queue.stats()
     now, unfinished, candidates = time.time(), 0, []
-    for key in store.list(PENDING):
+    for key in store.keys(PENDING):
         try:
             pending = Pending.from_dict(store.get(key))
         except (NotFound, BadInput):

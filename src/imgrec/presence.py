@@ -102,7 +102,7 @@ def problems(beats: list[Heartbeat]) -> list[str]:
 def read(store: ObjectStore, role: str) -> list[Heartbeat]:
     """Every heartbeat of a role (live, stopped, and a worker's retired record)."""
     beats = []
-    for key in store.list(HEARTBEATS[role]):
+    for key in store.keys(HEARTBEATS[role]):
         try:
             beats.append(Heartbeat.from_dict(store.get(key), role))
         except (NotFound, BadInput):

@@ -30,7 +30,7 @@ from imgrec.presence import Presence
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
 from imgrec.stopping import child_env, on_stop_signal
-from imgrec.stores import open_store
+from imgrec.stores import ObjectStore, open_store
 
 log = logging.getLogger("imgrec")
 
@@ -168,38 +168,55 @@ class Child:
             self.proc.send_signal(signal.SIGTERM)
 
 
+def _port_taken(settings: Settings) -> str:
+    """Why the web tier cannot listen where it should ("" if it can)."""
+    if (why := cannot_listen(settings.host, settings.port)) is None:
+        return ""
+    # Not a web tier restarted in a loop beside whatever holds the port (e.g. the
+    # children of an `imgrec up` killed with SIGKILL, until they notice).
+    hint = (
+        "Is another imgrec up, or another program, using it? Stop it, or choose another port (--port, IMGREC_PORT)."
+        if why.errno == errno.EADDRINUSE else "Check IMGREC_HOST (--host)."
+    )
+    return f"cannot listen on {settings.host}:{settings.port}: {why.strerror or why}. {hint}"
+
+
+def _another_up(settings: Settings, store: ObjectStore) -> tuple[str, IO | None]:
+    """Why a second `imgrec up` must not start here ("" if none runs), and the host lock
+    this one then holds until it ends."""
+    lock, holder = lock_up_here(settings.store_url)
+    if not holder and (other := another_up_here(store)) is not None:  # the store spelt another way, another /tmp
+        holder = str(other.pid)
+    if not holder:
+        return "", lock
+    return (
+        f"another imgrec up (pid {holder}) already runs on this host with the store {settings.store_url}: a "
+        "second one would start a second set of workers on the same cores. Stop it first; to add a web replica "
+        "to it, run `imgrec web --port <another port>` with the same settings; for a separate service, another "
+        "IMGREC_DATA_DIR."
+    ), lock
+
+
 def run_up(settings: Settings) -> int:
     """Web tier + autoscaler as child processes, each restarted if it dies; Ctrl-C or
     SIGTERM stops everything."""
     import setproctitle
 
     setproctitle.setproctitle("imgrec up")
-    if (why := cannot_listen(settings.host, settings.port)) is not None:
-        # Not a web tier restarted in a loop beside whatever holds the port (e.g. the
-        # children of an `imgrec up` killed with SIGKILL, until they notice).
-        hint = (
-            "Is another imgrec up, or another program, using it? Stop it, or choose another port (--port, IMGREC_PORT)."
-            if why.errno == errno.EADDRINUSE else "Check IMGREC_HOST (--host)."
-        )
-        log.error("cannot listen on %s:%d: %s. %s", settings.host, settings.port, why.strerror or why, hint)
+    if refusal := _port_taken(settings):
+        log.error("%s", refusal)
         return 1
     for line in init_backends(settings):
         log.info(line)
     store = open_store(settings.store_url)
-    lock, holder = lock_up_here(settings.store_url)  # held until this function returns
-    if not holder and (other := another_up_here(store)) is not None:  # the store spelt another way, another /tmp
-        holder = str(other.pid)
-    if holder:
-        log.error(
-            "another imgrec up (pid %s) already runs on this host with the store %s: a second one would start a "
-            "second set of workers on the same cores. Stop it first; to add a web replica to it, run "
-            "`imgrec web --port <another port>` with the same settings; for a separate service, another IMGREC_DATA_DIR.",
-            holder, settings.store_url,
-        )
+    refusal, lock = _another_up(settings, store)  # the lock is held until this function returns
+    if refusal:
+        log.error("%s", refusal)
         return 1
     _model(settings)  # once, before any worker looks for it
     env = child_env({**os.environ, **settings.to_env()})
     children = [Child("web", env), Child("autoscaler", env)]
+
     def counters() -> dict:
         return {"counters": {f"{c.name}_restarts": c.restarts for c in children}}
 
@@ -215,15 +232,20 @@ def run_up(settings: Settings) -> int:
     while not stop.wait(0.5):
         for child in children:
             child.look_after()
+    _stop_all(children, settings.visibility_timeout + 5)
+    beat.stop("stopped")
+    print("imgrec stopped", flush=True)
+    return 0
+
+
+def _stop_all(children: list[Child], timeout: float) -> None:
+    """SIGTERM to each, then SIGKILL to any still running after `timeout` seconds."""
     for child in children:
         child.stop()
-    deadline = time.monotonic() + settings.visibility_timeout + 5
+    deadline = time.monotonic() + timeout
     for child in children:
         try:
             child.proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.proc.kill()
             child.proc.wait()
-    beat.stop("stopped")
-    print("imgrec stopped", flush=True)
-    return 0

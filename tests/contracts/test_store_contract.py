@@ -41,13 +41,13 @@ def test_large_object_round_trip(store):
 def test_list_with_prefixes(store):
     for key in ["inputs/a/1.jpg", "inputs/a/2.jpg", "inputs/b/1.jpg", "outputs/a.json", "inputs-x/z"]:
         store.put(key, b"x")
-    assert list(store.list("inputs/a/")) == ["inputs/a/1.jpg", "inputs/a/2.jpg"]
-    assert list(store.list("inputs/")) == ["inputs/a/1.jpg", "inputs/a/2.jpg", "inputs/b/1.jpg"]
-    assert list(store.list("inputs")) == [
+    assert list(store.keys("inputs/a/")) == ["inputs/a/1.jpg", "inputs/a/2.jpg"]
+    assert list(store.keys("inputs/")) == ["inputs/a/1.jpg", "inputs/a/2.jpg", "inputs/b/1.jpg"]
+    assert list(store.keys("inputs")) == [
         "inputs-x/z", "inputs/a/1.jpg", "inputs/a/2.jpg", "inputs/b/1.jpg"
     ]
-    assert list(store.list("nothing/")) == []
-    assert len(list(store.list())) == 5
+    assert list(store.keys("nothing/")) == []
+    assert len(list(store.keys())) == 5
 
 
 @pytest.mark.parametrize("key", ["../escape", "/abs", "a/../../b", "a//b", "", "a/\x00b", "a/./b", "sp ace"])
@@ -108,5 +108,5 @@ def test_delete_many(store, monkeypatch):
     for k in keys:
         store.put(k, b"{}")
     store.delete_many(keys[1:])
-    assert list(store.list("pending/")) == keys[:1]
+    assert list(store.keys("pending/")) == keys[:1]
     store.delete_many(["pending/never.json"])  # missing ones are fine

@@ -68,8 +68,8 @@ def test_two_replicas_two_workers_every_request_answered_by_its_replica(backends
             assert _replies(url) == {"queue": len(names) / 2}
         # Inputs and outputs are in the bucket.
         bucket = open_store(backends["IMGREC_STORE"])
-        assert len(list(bucket.list(INPUTS))) == len(names)
-        assert len(list(bucket.list(OUTPUTS))) == len(names)
+        assert len(list(bucket.keys(INPUTS))) == len(names)
+        assert len(list(bucket.keys(OUTPUTS))) == len(names)
         # The async API works from any replica: submit to one, read from the other.
         r = httpx.post(urls[0] + "/api/v1/jobs", files={"file": (names[0], variants[names[0]], "image/jpeg")})
         job = r.json()["jobs"][0]["job_id"]
@@ -98,7 +98,7 @@ def test_up_on_redis_and_s3(backends, tmp_path):
 
         r = httpx.post(svc.url + "/", files={"myfile": ("cat.png", encode(chelsea(), "PNG"), "image/png")}, timeout=60)
         assert r.status_code == 200 and r.text == "cat:tiger cat"
-        (key,) = svc.store.list(OUTPUTS)
-        assert list(svc.store.list(INPUTS))[0].endswith("/cat.png")
+        (key,) = svc.store.keys(OUTPUTS)
+        assert list(svc.store.keys(INPUTS))[0].endswith("/cat.png")
     finally:
         assert svc.stop() == 0

@@ -36,12 +36,12 @@ def test_sigterm_worker_finishes_or_releases_and_exits_promptly(tmp_path, model_
         store.put(request.input_key, images[name])
         queue.send(request.to_dict())
     worker = Part(tmp_path / "worker.log", env, "worker", "--idle-timeout", "60")
-    wait_until(lambda: len(list(store.list(OUTPUTS))) >= 8, 60, 0.05, "the worker to be busy")
+    wait_until(lambda: len(list(store.keys(OUTPUTS))) >= 8, 60, 0.05, "the worker to be busy")
     stopped_at = time.monotonic()
     assert worker.stop() == 0, worker.log.read_text()
     assert time.monotonic() - stopped_at < 10, "a stopped worker exits within a bound"
     stats = queue.stats()
-    done = len(list(store.list(OUTPUTS)))
+    done = len(list(store.keys(OUTPUTS)))
     assert stats.in_flight == 0, "nothing it held waits for a visibility timeout"
     assert done + stats.depth == 200 and 0 < done < 200
 

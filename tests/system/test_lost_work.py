@@ -71,5 +71,5 @@ def test_gc_deletes_what_is_past_its_retention(tmp_path):
     out = subprocess.run([IMGREC, "gc", "--retention", "2d"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert f"deleted 1 objects under {INPUTS}" in out.stdout and f"deleted 1 objects under {OUTPUTS}" in out.stdout
-    assert sorted(store.list()) == sorted([f"{INPUTS}{new}/cat.png", output_key(new)])
+    assert sorted(store.keys()) == sorted([f"{INPUTS}{new}/cat.png", output_key(new)])
     assert not (tmp_path / "store" / INPUTS / old).exists(), "the job's folder went with its last object"

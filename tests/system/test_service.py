@@ -66,7 +66,7 @@ def test_json_api_multi_image_batch(service, variants, expected):
     for x in body["results"]:
         out = json.loads(service.store.get(output_key(x["job_id"])))
         assert out["label"] == x["label"] and out["model"].startswith("efficientnet-lite0@")
-        assert list(service.store.list(input_prefix(x["job_id"]))) == [input_prefix(x["job_id"]) + x["filename"]]
+        assert list(service.store.keys(input_prefix(x["job_id"]))) == [input_prefix(x["job_id"]) + x["filename"]]
     merged = json.loads(service.store.get(batch_key(body["batch_id"], "results.json")))
     assert [x["label"] for x in merged["results"]] == [expected[n] for n in names]
     c = httpx.get(f"{service.url}/api/v1/batches/{body['batch_id']}?format=csv")
@@ -113,7 +113,7 @@ def test_operations_endpoints(service):
 
 
 def _store_keys(service) -> set[str]:
-    return set(service.store.list(INPUTS))
+    return set(service.store.keys(INPUTS))
 
 
 def test_truncated_jpeg_gets_an_error_result(service):
@@ -185,7 +185,7 @@ def test_hostile_file_names_stay_in_the_store(service, filename, stored):
     r = httpx.post(service.url + "/api/v1/classify", files={"file": (filename, data, "image/png")}, timeout=60)
     assert r.status_code == 200, r.text
     job = r.json()["results"][0]["job_id"]
-    (key,) = service.store.list(input_prefix(job))
+    (key,) = service.store.keys(input_prefix(job))
     name = key.rsplit("/", 1)[1]
     assert len(name) <= 100 and "/" not in name and "\0" not in name and not name.startswith(".")
     if stored:

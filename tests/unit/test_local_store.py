@@ -42,4 +42,4 @@ def test_a_write_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
     monkeypatch.setattr(local.os, "fsync", disk_full)
     with pytest.raises(BackendUnavailable):
         store.put_many([("inputs/j1/a.jpg", b"x", "image/jpeg"), ("pending/j1.json", b"{}", "application/json")])
-    assert _leftovers(tmp_path) == [] and list(store.list()) == []
+    assert _leftovers(tmp_path) == [] and list(store.keys()) == []

@@ -72,7 +72,7 @@ def push(store: ObjectStore, model_dir: Path) -> tuple[Manifest, bool]:
     store.put(manifest_key(manifest.name), json.dumps(asdict(manifest), indent=1).encode(), "application/json")
     current = {file_key(manifest), manifest_key(manifest.name)}
     folder = manifest_key(manifest.name).rsplit("/", 1)[0] + "/"
-    store.delete_many([k for k in store.list(folder) if k not in current])
+    store.delete_many([k for k in store.keys(folder) if k not in current])
     return manifest, True
 
 

@@ -24,9 +24,10 @@ import functools
 import json
 import time
 from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 from imgrec.errors import BadInput
-from imgrec.messages.keys import (  # noqa: F401 - the names, ids and keys are part of this module's face
+from imgrec.messages.keys import (
     BATCHES,
     HEALTH,
     HEARTBEATS,
@@ -56,15 +57,19 @@ from imgrec.messages.keys import (  # noqa: F401 - the names, ids and keys are p
 )
 
 
+JsonObject = dict[str, Any]  # a message or record as JSON gives it
+M = TypeVar("M")
+
+
 class BadMessage(BadInput):
     """A queue message or stored record that is not what it should be."""
 
 
-def dumps(obj: dict) -> bytes:
+def dumps(obj: JsonObject) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def _loads(data: bytes | str | dict, what: str) -> dict:
+def _loads(data: bytes | str | JsonObject, what: str) -> JsonObject:
     try:
         obj = data if isinstance(data, dict) else json.loads(data)
     except ValueError:
@@ -75,18 +80,18 @@ def _loads(data: bytes | str | dict, what: str) -> dict:
 
 
 @functools.cache
-def _names(cls) -> tuple[str, ...]:
+def _names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
-def _shallow(obj) -> dict:
+def _shallow(obj: Any) -> JsonObject:
     """A message's fields as a dict, not copied: `asdict`'s deep copy cost the web tier
     more CPU per request than the whole of FastAPI's routing. Messages are frozen, and
     nothing mutates their lists or dicts once they are made."""
     return {k: getattr(obj, k) for k in _names(type(obj))}
 
 
-def _build(cls, obj: dict, what: str):
+def _build(cls: type[M], obj: JsonObject, what: str) -> M:
     """The dataclass from a dict, ignoring keys it does not know (written by a newer version)."""
     known = _names(cls)
     try:
@@ -124,11 +129,11 @@ class Request:
     def waited_for(self) -> bool:
         return self.reply_to is not None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> JsonObject:
         return _shallow(self)
 
     @classmethod
-    def from_dict(cls, data: bytes | str | dict) -> Request:
+    def from_dict(cls, data: bytes | str | JsonObject) -> Request:
         return _build(cls, _loads(data, "request"), "request")
 
 
@@ -145,7 +150,7 @@ class Output:
     class_index: int | None = None
     wnid: str | None = None
     score: float | None = None
-    top: list[dict] | None = None
+    top: list[JsonObject] | None = None
     error: str | None = None
     model: str | None = None
     worker: str | None = None
@@ -159,15 +164,15 @@ class Output:
     def failed(self) -> bool:
         return self.error is not None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> JsonObject:
         return {k: v for k, v in _shallow(self).items() if v is not None}
 
-    def public(self) -> dict:
+    def public(self) -> JsonObject:
         """The result as the API shows it."""
         return {k: v for k in self.PUBLIC if (v := getattr(self, k)) is not None}
 
     @classmethod
-    def from_dict(cls, data: bytes | str | dict) -> Output:
+    def from_dict(cls, data: bytes | str | JsonObject) -> Output:
         return _build(cls, _loads(data, "output"), "output")
 
 
@@ -176,11 +181,11 @@ class Reply:
     job_id: str
     output: Output
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> JsonObject:
         return {"job_id": self.job_id, "result": self.output.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: bytes | str | dict) -> Reply:
+    def from_dict(cls, data: bytes | str | JsonObject) -> Reply:
         obj = _loads(data, "reply")
         if not is_id(obj.get("job_id")):
             raise BadMessage("a reply without a job id")
@@ -202,11 +207,11 @@ class Pending:
     def key(self) -> str:
         return pending_key(self.request.job_id)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> JsonObject:
         return {**_shallow(self), "request": self.request.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: bytes | str | dict) -> Pending:
+    def from_dict(cls, data: bytes | str | JsonObject) -> Pending:
         obj = _loads(data, "pending record")
         return _build(cls, {**obj, "request": Request.from_dict(obj.get("request") or {})}, "pending record")
 
@@ -236,12 +241,51 @@ class Heartbeat:
     def key(self) -> str:
         return heartbeat_key(self.role, self.id)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> JsonObject:
         return _shallow(self)
 
     @classmethod
-    def from_dict(cls, data: bytes | str | dict, role: str = "worker") -> Heartbeat:
+    def from_dict(cls, data: bytes | str | JsonObject, role: str = "worker") -> Heartbeat:
         obj = _loads(data, "heartbeat")
         if "id" not in obj and "queue" in obj:  # a web replica's record before roles existed
             obj = {"id": obj["queue"], "last_seen": obj.get("last_seen", 0.0)}
         return _build(cls, {"role": role, **obj}, "heartbeat")
+
+
+# The names, ids and keys of `keys` are part of this module's face.
+__all__ = [
+    "BadMessage",
+    "Heartbeat",
+    "JsonObject",
+    "Output",
+    "Pending",
+    "Reply",
+    "Request",
+    "dumps",
+    "BATCHES",
+    "HEALTH",
+    "HEARTBEATS",
+    "INPUTS",
+    "MODEL_KEYS",
+    "MODELS",
+    "OUTPUTS",
+    "PENDING",
+    "REPLY_QUEUE_PREFIX",
+    "REQUEST_QUEUE",
+    "RUNNING",
+    "SAFE_NAME_MAX",
+    "SWEPT",
+    "batch_key",
+    "canary_key",
+    "csv_safe",
+    "display_name",
+    "heartbeat_key",
+    "id_time",
+    "input_key",
+    "input_prefix",
+    "is_id",
+    "new_id",
+    "output_key",
+    "pending_key",
+    "safe_filename",
+]

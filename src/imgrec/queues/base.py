@@ -17,12 +17,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from imgrec.errors import ConfigError
+from imgrec.messages import JsonObject
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
     id: str
-    body: dict
+    body: JsonObject
     receipt: str  # identifies this delivery; a stale receipt cannot ack a newer one
     receive_count: int
 
@@ -52,7 +53,7 @@ class Queue(ABC):
         self.ephemeral = ephemeral
 
     @abstractmethod
-    def send(self, body: dict) -> str:
+    def send(self, body: JsonObject) -> str:
         """Enqueue a JSON-serialisable body; returns the message id. QueueMissing if the
         queue was deleted: a send never brings a deleted queue back."""
 
@@ -90,7 +91,7 @@ class Queue(ABC):
     def release(self, message: Message) -> bool:
         return self.extend(message, 0)
 
-    def send_many(self, bodies: list[dict]) -> list[str]:
+    def send_many(self, bodies: list[JsonObject]) -> list[str]:
         """Several at once; adapters override this with one round trip where they can."""
         return [self.send(b) for b in bodies]
 

@@ -44,7 +44,7 @@ class ObjectStore(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def keys(self, prefix: str = "") -> Iterator[str]:
         """Keys that start with `prefix`, in lexical order."""
 
     @abstractmethod

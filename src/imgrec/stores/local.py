@@ -119,7 +119,7 @@ class LocalStore(ObjectStore):
         return self._path(key).is_file()
 
     @_guard
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def keys(self, prefix: str = "") -> Iterator[str]:
         # Walk only the directory the prefix names, not the whole store.
         base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
         if not base.is_dir():
@@ -136,7 +136,7 @@ class LocalStore(ObjectStore):
     @_guard
     def scan(self, prefix: str = "") -> Iterator[tuple[str, float]]:
         found = []
-        for key in self.list(prefix):
+        for key in self.keys(prefix):
             try:
                 found.append((key, self._path(key).stat().st_mtime))
             except FileNotFoundError:

@@ -36,7 +36,7 @@ class MemoryStore(ObjectStore):
     def exists(self, key: str) -> bool:
         return check_key(key) in self._objects
 
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def keys(self, prefix: str = "") -> Iterator[str]:
         return iter(sorted(k for k in list(self._objects) if k.startswith(prefix)))
 
     def scan(self, prefix: str = "") -> Iterator[tuple[str, float]]:

@@ -78,7 +78,7 @@ class S3Store(ObjectStore):
             raise
 
     @_guard
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def keys(self, prefix: str = "") -> Iterator[str]:
         pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
         for page in pages:
             for obj in page.get("Contents", []):

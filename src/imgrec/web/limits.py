@@ -58,26 +58,8 @@ class UploadGuard:
                 del self.in_progress[client]
 
     async def _guarded(self, scope, receive, send) -> None:
-        started_at, seen, complete, responded = time.monotonic(), 0, False, False
-
-        async def limited_receive():
-            nonlocal seen, complete
-            if complete:  # the body is in; what comes now is a disconnect, whenever it comes
-                return await receive()
-            elapsed = time.monotonic() - started_at
-            left = min(self.deadline, GRACE + seen / self.min_rate) - elapsed
-            if left <= 0:
-                raise BodyTooSlow
-            try:
-                message = await asyncio.wait_for(receive(), left)
-            except TimeoutError:
-                raise BodyTooSlow from None
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                complete = not message.get("more_body", False)
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
-            return message
+        body = _GuardedBody(receive, self.max_bytes, self.deadline, self.min_rate)
+        responded = False
 
         async def tracking_send(message):
             nonlocal responded
@@ -85,7 +67,7 @@ class UploadGuard:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, body.receive, tracking_send)
         except BodyTooLarge:
             if not responded:
                 await self._too_large(scope, send)
@@ -104,6 +86,33 @@ class UploadGuard:
             scope, send, 413, f"upload too large: the limit is {self.max_bytes:,} bytes per request",
             [(b"connection", b"close")],
         )
+
+
+class _GuardedBody:
+    """The request's `receive`, raising BodyTooLarge past `max_bytes` and BodyTooSlow past
+    the deadline or below the rate."""
+
+    def __init__(self, receive, max_bytes: int, deadline: float, min_rate: float) -> None:
+        self._receive, self.max_bytes, self.deadline, self.min_rate = receive, max_bytes, deadline, min_rate
+        self.started_at, self.seen, self.complete = time.monotonic(), 0, False
+
+    async def receive(self):
+        if self.complete:  # the body is in; what comes now is a disconnect, whenever it comes
+            return await self._receive()
+        elapsed = time.monotonic() - self.started_at
+        left = min(self.deadline, GRACE + self.seen / self.min_rate) - elapsed
+        if left <= 0:
+            raise BodyTooSlow
+        try:
+            message = await asyncio.wait_for(self._receive(), left)
+        except TimeoutError:
+            raise BodyTooSlow from None
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            self.complete = not message.get("more_body", False)
+            if self.seen > self.max_bytes:
+                raise BodyTooLarge
+        return message
 
 
 def _has_body(scope) -> bool:

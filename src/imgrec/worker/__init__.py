@@ -40,59 +40,81 @@ def run_worker(settings: Settings, worker_id: str | None = None) -> None:
 
     born = time.time()  # its worker-seconds count from here, the model's loading included
     setproctitle.setproctitle("imgrec worker")
-    worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}"
-    store = open_store(settings.store_url)
-    queue = request_queue(settings)  # a queue set up wrong is said at once, not after the wait
-    if settings.ready_file:  # one left by a worker that died (a container restarted in its pod)
-        Path(settings.ready_file).unlink(missing_ok=True)
-    stopping = threading.Event()
-    loop: WorkerLoop | None = None
-
-    def stop() -> None:
-        stopping.set()
-        if loop is not None:
-            loop.stop()
-
-    on_stop_signal(stop)
+    worker = _Worker(settings, worker_id or f"{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}", born)
+    on_stop_signal(worker.stop)
     stop_with_parent()
-    stats, said = WorkerStats(), {"problem": "", "model": ""}
-    presence = Presence(store, "worker", worker_id, lambda: {
-        **stats.as_beat(), **said, "progress_at": loop.progress_at if loop else time.time()}, started=born)
-    beating = not registry.has_model(settings.model_path)
-    if beating:  # until the model is here, each beat says "waiting" (and why, if it must wait)
-        presence.start("waiting")
-
-    def wait(problem: str) -> None:
-        said["problem"] = problem
-        presence.write(presence.state)
-
-    if registry.wait_for(settings.model_path, store, stopping, wait, settings.model) is None:
-        presence.stop("stopped")
-        queue.close()
-        return
-    clf = Classifier.from_settings(settings)
-    said["model"] = clf.model_id
-    processor = BatchProcessor(clf, store, worker_id, settings.image_timeout, stats, max_attempts=settings.max_receives)
-    results = jobs.Results(store, settings.queue_url)
-    loop = WorkerLoop(queue, processor, results, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms)
-    if stopping.is_set():
-        loop.stop()
-    ready = _warm_up(clf, settings.ready_file)
-    if beating:
-        presence.state = "running"
-        presence.write("running")
-    else:
-        presence.start()
-    log.info("worker %s ready (model %s)", worker_id, clf.model_id)
     try:
-        loop.run(settings.worker_idle_timeout)
+        if worker.wait_for_model():
+            worker.serve()
     finally:
-        if ready is not None:
-            with contextlib.suppress(OSError):
-                ready.unlink()
-        presence.stop("stopped")
-        results.close()
-        queue.close()
+        worker.close()
+
+
+class _Worker:
+    """One worker process's parts: what it says in its heartbeat, its loop once it runs."""
+
+    def __init__(self, settings: Settings, worker_id: str, born: float) -> None:
+        self.settings, self.id = settings, worker_id
+        self.store = open_store(settings.store_url)
+        self.queue = request_queue(settings)  # a queue set up wrong is said at once, not after the wait
+        if settings.ready_file:  # one left by a worker that died (a container restarted in its pod)
+            Path(settings.ready_file).unlink(missing_ok=True)
+        self.stopping = threading.Event()
+        self.loop: WorkerLoop | None = None
+        self.stats, self.said = WorkerStats(), {"problem": "", "model": ""}
+        self.presence = Presence(self.store, "worker", worker_id, self._beat, started=born)
+        self.results: jobs.Results | None = None
+
+    def _beat(self) -> dict:
+        return {**self.stats.as_beat(), **self.said, "progress_at": self.loop.progress_at if self.loop else time.time()}
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.loop is not None:
+            self.loop.stop()
+
+    def wait_for_model(self) -> bool:
+        """The model here, pulled from the store, or waited for (each beat saying "waiting"
+        and why); False if stopped first."""
+        if registry.has_model(self.settings.model_path):
+            return True
+        self.presence.start("waiting")
+
+        def waiting(problem: str) -> None:
+            self.said["problem"] = problem
+            self.presence.write(self.presence.state)
+
+        found = registry.wait_for(self.settings.model_path, self.store, self.stopping, waiting, self.settings.model)
+        return found is not None
+
+    def serve(self) -> None:
+        s = self.settings
+        clf = Classifier.from_settings(s)
+        self.said["model"] = clf.model_id
+        processor = BatchProcessor(clf, self.store, self.id, s.image_timeout, self.stats, max_attempts=s.max_receives)
+        self.results = jobs.Results(self.store, s.queue_url)
+        self.loop = WorkerLoop(self.queue, processor, self.results, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms)
+        if self.stopping.is_set():
+            self.loop.stop()
+        ready = _warm_up(clf, s.ready_file)
+        if self.presence.state == "waiting":
+            self.presence.state = "running"
+            self.presence.write("running")
+        else:
+            self.presence.start()
+        log.info("worker %s ready (model %s)", self.id, clf.model_id)
+        try:
+            self.loop.run(s.worker_idle_timeout)
+        finally:
+            if ready is not None:
+                with contextlib.suppress(OSError):
+                    ready.unlink()
+
+    def close(self) -> None:
+        self.presence.stop("stopped")
+        if self.results is not None:
+            self.results.close()
+        self.queue.close()
 
 
 def _warm_up(clf: Classifier, ready_file: str) -> Path | None:

@@ -123,5 +123,5 @@ def test_retention_deletes_what_is_old(monkeypatch):
         store.put(key, b"x")
     deleted = sweep_expired(store, retention=7 * 86400)
     assert deleted == {"inputs/": 1, "outputs/": 1, "batches/": 1}
-    assert sorted(store.list()) == sorted(fresh)
+    assert sorted(store.keys()) == sorted(fresh)
     assert sweep_expired(store, retention=0) == {}, "0 keeps everything"

@@ -26,7 +26,7 @@ def test_push_once_pull_anywhere(tmp_path, store):
     built = fake_model(tmp_path / "built")
     assert registry.push(store, tmp_path / "built") == (built, True)
     assert registry.push(store, tmp_path / "built") == (built, False)  # already there: nothing sent
-    assert set(store.list("models/")) == {
+    assert set(store.keys("models/")) == {
         "models/efficientnet-lite0/manifest.json",
         f"models/efficientnet-lite0/{built.sha256}/model.onnx",
     }
@@ -43,7 +43,7 @@ def test_a_new_push_replaces_the_old_and_a_pull_follows_it(tmp_path, store):
     registry.pull(store, tmp_path / "host")
     new = fake_model(tmp_path / "v2", b"version two")
     registry.push(store, tmp_path / "v2")
-    assert not any(old.sha256 in k for k in store.list("models/")), "the old file is removed"
+    assert not any(old.sha256 in k for k in store.keys("models/")), "the old file is removed"
     assert registry.pull(store, tmp_path / "host") == (new, True)
     assert (tmp_path / "host" / "model.onnx").read_bytes() == b"version two"
 

@@ -28,7 +28,7 @@ def test_classify_one_and_many(web):
     (result,) = r.json()["results"]
     assert result["label"] == "tiger cat" and len(result["top"]) == 5 and "batch_id" not in r.json()
     assert web.store.exists(output_key(result["job_id"]))
-    assert list(web.store.list(input_prefix(result["job_id"]))) == [input_prefix(result["job_id"]) + "cat.png"]
+    assert list(web.store.keys(input_prefix(result["job_id"]))) == [input_prefix(result["job_id"]) + "cat.png"]
     r = web.client.post("/api/v1/classify", files=[("file", CAT), ("file", ("b.txt", b"text", "text/plain")), ("file", CAT)])
     body = r.json()
     assert r.status_code == 200 and [x.get("label") for x in body["results"]] == ["tiger cat", None, "tiger cat"]
@@ -100,7 +100,7 @@ def test_bad_uploads_get_a_4xx_that_says_why(web, endpoint, files, status, messa
     assert r.status_code == status
     assert message in (r.text if endpoint == "/" else r.json()["detail"])
     assert r.headers["content-type"].startswith("text/plain" if endpoint == "/" else "application/json")
-    left = [k for prefix in (INPUTS, OUTPUTS, BATCHES) for k in web.store.list(prefix)]
+    left = [k for prefix in (INPUTS, OUTPUTS, BATCHES) for k in web.store.keys(prefix)]
     assert left == [], "a refused upload leaves nothing behind"
 
 
@@ -143,7 +143,7 @@ def test_a_failed_upload_leaves_no_pending_record(make_web, monkeypatch):
     monkeypatch.setattr(web.store.inner, "put", inputs_fail)
     monkeypatch.setattr(web.store.inner, "put_file", lambda key, f, ct="": inputs_fail(key, f.read(), ct))
     assert web.client.post("/api/v1/jobs", files={"file": CAT}).status_code == 503
-    assert list(web.store.list(PENDING)) == []
+    assert list(web.store.keys(PENDING)) == []
     monkeypatch.setattr(web.store.inner, "put", put)
     monkeypatch.delattr(web.store.inner, "put_file")
     queue = web.client.app.state.parts.requests
@@ -154,8 +154,8 @@ def test_a_failed_upload_leaves_no_pending_record(make_web, monkeypatch):
     monkeypatch.setattr(queue, "send", refused)
     monkeypatch.setattr(queue, "send_many", refused)
     assert web.client.post("/api/v1/jobs", files={"file": CAT}).status_code == 503
-    assert list(web.store.list(PENDING)) == []
-    assert list(web.store.list(INPUTS)), "the input was written (retention sweeps it)"
+    assert list(web.store.keys(PENDING)) == []
+    assert list(web.store.keys(INPUTS)), "the input was written (retention sweeps it)"
 
 
 def test_overload_is_429(make_web):

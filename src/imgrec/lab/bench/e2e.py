@@ -128,16 +128,13 @@ def run_e2e(
     """The main comparison runs in `rounds` interleaved rounds (bare, service, bare, ...)
     and keeps each side's best: on a shared machine noise only ever slows a round down."""
     from imgrec.engine.model import load_manifest
-    from imgrec.lab.bench.engine import engine_bare, plain_bare
     from imgrec.lab.bench.targets import targets
-    from imgrec.lab.cpu import CpuSample, account
 
     model_dir, plain_dir = settings.model_path, fp32_counterpart(settings)
     load_manifest(model_dir, variant=settings.model)  # if missing, says how to build this variant
     plain_onnx = plain_dir / load_manifest(plain_dir).file
     cores = os.cpu_count() or 1
     items = load_items(folder, model_dir)
-    images = [i.data for i in items]
     report: dict = {
         "machine": {"cores": cores},
         "model": settings.model,
@@ -173,31 +170,7 @@ def run_e2e(
             report["idle_stages_ms_per_image"] = stage_breakdown(idle_before, idle_after, single.ok)
             report["idle_p50_overhead_ms"] = round(single.percentile(50) - report["bare_single_image_ms"], 2)
 
-            plain_runs, engine_runs, service_runs, cpu = [], [], [], []
-            before = _snapshot(svc)
-            for _ in range(rounds):
-                plain_runs.append(plain_bare(plain_onnx, images, cores))
-                engine_runs.append(engine_bare(model_dir, images, cores))
-                sample = CpuSample.take(svc.proc.pid)
-                service_runs.append(run_load(svc.url, items, requests, concurrency, API))
-                cpu.append(account(sample, CpuSample.take(svc.proc.pid), service_runs[-1].ok))
-            after = _snapshot_after(svc, before, sum(r.ok for r in service_runs))
-            best = max(range(rounds), key=lambda i: service_runs[i].images_per_second)
-            main = service_runs[best]
-            plain, engine = max(plain_runs), max(engine_runs)
-            report["bare"] = {
-                name: {"images_per_second": round(rate, 2), "cpu_ms_per_image": round(ms, 3)}
-                for name, (rate, ms) in (("plain fp32 (Pillow, no draft)", plain), (f"engine {settings.model}", engine))
-            }
-            report["bare_images_per_second"] = round(plain[0], 2)
-            report["bare_rounds"] = [round(x[0], 2) for x in plain_runs]
-            report["service_rounds"] = [round(r.images_per_second, 2) for r in service_runs]
-            report["main"] = main.summary()
-            report["cpu"] = cpu[best]
-            report["cpu_busy_rounds"] = [c["cpu_busy"] for c in cpu]
-            report["lost_or_5xx_or_wrong"] = sum(r.lost + r.server_errors + len(r.wrong) for r in service_runs)
-            report["stages_ms_per_image"] = stage_breakdown(before, after, sum(r.ok for r in service_runs))
-            report["ratio_to_bare"] = round(main.images_per_second / report["bare_images_per_second"], 3)
+            report.update(_interleaved(svc, items, requests, concurrency, rounds, plain_onnx, model_dir, settings.model))
             report["sweep"] = [run_load(svc.url, items, requests, c, API).summary() for c in sweep]
         finally:
             svc.stop()
@@ -206,6 +179,44 @@ def run_e2e(
     (out_dir / "e2e.json").write_text(json.dumps(report, indent=1))
     if report["sweep"]:
         _chart(report, out_dir / "e2e.png")
+    return report
+
+
+def _interleaved(svc, items, requests: int, concurrency: int, rounds: int, plain_onnx: Path, model_dir: Path,
+                 variant: str) -> dict:
+    """The bare pipelines and the service in `rounds` interleaved rounds, each side's best
+    kept, with the CPU each image cost the service's processes."""
+    from imgrec.lab.bench.engine import engine_bare, plain_bare
+    from imgrec.lab.cpu import CpuSample, account
+
+    cores = os.cpu_count() or 1
+    images = [i.data for i in items]
+    report: dict = {}
+    plain_runs, engine_runs, service_runs, cpu = [], [], [], []
+    before = _snapshot(svc)
+    for _ in range(rounds):
+        plain_runs.append(plain_bare(plain_onnx, images, cores))
+        engine_runs.append(engine_bare(model_dir, images, cores))
+        sample = CpuSample.take(svc.proc.pid)
+        service_runs.append(run_load(svc.url, items, requests, concurrency, API))
+        cpu.append(account(sample, CpuSample.take(svc.proc.pid), service_runs[-1].ok))
+    after = _snapshot_after(svc, before, sum(r.ok for r in service_runs))
+    best = max(range(rounds), key=lambda i: service_runs[i].images_per_second)
+    main = service_runs[best]
+    plain, engine = max(plain_runs), max(engine_runs)
+    report["bare"] = {
+        name: {"images_per_second": round(rate, 2), "cpu_ms_per_image": round(ms, 3)}
+        for name, (rate, ms) in (("plain fp32 (Pillow, no draft)", plain), (f"engine {variant}", engine))
+    }
+    report["bare_images_per_second"] = round(plain[0], 2)
+    report["bare_rounds"] = [round(x[0], 2) for x in plain_runs]
+    report["service_rounds"] = [round(r.images_per_second, 2) for r in service_runs]
+    report["main"] = main.summary()
+    report["cpu"] = cpu[best]
+    report["cpu_busy_rounds"] = [c["cpu_busy"] for c in cpu]
+    report["lost_or_5xx_or_wrong"] = sum(r.lost + r.server_errors + len(r.wrong) for r in service_runs)
+    report["stages_ms_per_image"] = stage_breakdown(before, after, sum(r.ok for r in service_runs))
+    report["ratio_to_bare"] = round(main.images_per_second / report["bare_images_per_second"], 3)
     return report
 
 
