@@ -1,18 +1,37 @@
-# `make setup` is idempotent: it (re)installs only when pyproject.toml changed,
-# and `imgrec model build` keeps an intact model.
+# `make run` sets up what serving needs and starts the service; `make test` sets up
+# everything a developer needs and runs every check. Both are idempotent: the venv is
+# (re)installed only when pyproject.toml changed, and `imgrec model build` keeps an
+# intact model. Nothing here installs torch: the model is built with numpy and onnx.
 VENV ?= .venv
 PYTHON ?= python3
-# The CPU build of torch, used only to export the model (never when serving).
-TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
+# pytest's worker processes: both cores by default (`make test JOBS=1`: one process).
+JOBS ?= 2
 
-.PHONY: setup run test clean system-packages dist
-setup: $(VENV)/.installed system-packages
+.PHONY: setup run test test-fast lint test-system-packages dist clean
+
+# The service and its model build: what `make run` needs, and no more.
+$(VENV)/.serving: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[export]"
+	touch $@
+
+# A developer's: the backends' clients, the lab, the test and lint tools besides.
+$(VENV)/.installed: $(VENV)/.serving
+	$(BIN)/pip install -q -e ".[export,aws,redis,bench,test]"
+	touch $@
+
+setup: $(VENV)/.installed
 	$(BIN)/imgrec model build
 
-# From the system, for the tests: redis-server (the Redis adapter's tests start their
+run: $(VENV)/.serving
+	$(BIN)/imgrec model build
+	$(BIN)/imgrec up
+
+# From the system, for the tests only: redis-server (the Redis adapter's tests start their
 # own) and Chromium (the page's tests drive it with Playwright; nothing downloads a browser).
-system-packages:
+test-system-packages:
 	@missing=""; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then \
@@ -20,21 +39,22 @@ system-packages:
 	      apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	    else echo "note: install$$missing (e.g. apt-get install$$missing) to run their tests"; fi; fi
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[export,aws,redis,bench,test]"
-	touch $@
+# Static checks: lint, the direction of imports between the parts, types.
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
-run: setup
-	$(BIN)/imgrec up
+# Everything (the README's test command, what CI runs).
+test: lint test-system-packages
+	$(BIN)/pytest -n $(JOBS)
 
-test: setup
-	$(BIN)/pytest -q
+# Before every commit: the unit tests and the contract tests of the adapters that need no server.
+test-fast: lint
+	$(BIN)/pytest -n $(JOBS) -m "(unit or contract) and not server"
 
 # A wheel and an sdist in dist/: what a host that serves installs (pip install
-# 'dist/imgrec-<version>-py3-none-any.whl[redis]'), without a checkout or torch.
+# 'dist/imgrec-<version>-py3-none-any.whl[redis]'), without a checkout.
 dist: $(VENV)/.installed
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .

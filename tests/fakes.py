@@ -52,20 +52,36 @@ class FakeClassifier(Pipeline):
         return [Prediction(label, 1, "n00000001", 0.9, [Guess(label, 1, "n00000001", 0.9)]) for label in labels]
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told to (`advance`)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class FlakyStore(ObjectStore):
     """Wraps a store; while `down`, every call raises BackendUnavailable; while `full`,
     writes do (reads work, as on a full disk)."""
 
     def __init__(self, inner: ObjectStore) -> None:
         self.inner, self.down, self.full = inner, False, False
+        self.refused = 0  # calls failed on purpose
 
     def _check(self) -> None:
         if self.down:
+            self.refused += 1
             raise BackendUnavailable("store: connection refused by s3.internal:9000 (simulated)")
 
     def put(self, key, data, content_type="application/octet-stream"):
         self._check()
         if self.full:
+            self.refused += 1
             raise BackendUnavailable("store: [Errno 28] No space left on device: /var/lib/imgrec (simulated)")
         self.inner.put(key, data, content_type)
 

@@ -126,9 +126,16 @@ class SmallDisk:
 
 
 class TcpProxy:
-    """A TCP forwarder to `target` (host, port) on its own free port, that a test can stop
-    (every connection cut, new ones refused: the server seems gone) and start again
-    (the server behind it kept its state: it was the network that failed)."""
+    """A TCP forwarder to `target` (host, port) on its own free port, for faults a test
+    injects between a client and a server:
+
+    - `stop` cuts every connection and refuses new ones (the server seems gone); `start`
+      accepts again (the server behind it kept its state: it was the network that failed);
+    - `freeze` holds every byte in both directions, connections kept open (a server that
+      stalls instead of failing); `thaw` lets them through again;
+    - `freeze_after(n)` forwards `n` more bytes from clients to the server, then freezes;
+    - `delay` (seconds) holds each chunk that long before forwarding it (a slow network).
+    """
 
     def __init__(self, target: tuple[str, int]) -> None:
         import asyncio
@@ -138,17 +145,41 @@ class TcpProxy:
         self._loop = asyncio.new_event_loop()
         self._server = None
         self._writers: set = set()
+        self.delay = 0.0
+        self.budget: int | None = None  # bytes clients may still send before a freeze; None: no limit
+        self._flowing = None  # asyncio.Event, made on the proxy's loop
         threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        self._call(self._make_events())
         self.start()
+
+    async def _make_events(self) -> None:
+        import asyncio
+
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     def _call(self, coro):
         import asyncio
 
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
-    async def _pipe(self, reader, writer) -> None:
+    async def _pipe(self, reader, writer, upstream: bool) -> None:
+        import asyncio
+
         try:
             while data := await reader.read(65536):
+                if upstream and self.budget is not None:
+                    allowed, self.budget = data[: self.budget], max(0, self.budget - len(data))
+                    if allowed:
+                        writer.write(allowed)
+                    if self.budget == 0:
+                        self._flowing.clear()
+                    data = data[len(allowed):]
+                    if not data:
+                        continue
+                await self._flowing.wait()
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 writer.write(data)
                 await writer.drain()
         except OSError:
@@ -165,7 +196,9 @@ class TcpProxy:
             client_writer.close()
             return
         self._writers |= {client_writer, server_writer}
-        await asyncio.gather(self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer))
+        await asyncio.gather(
+            self._pipe(client_reader, server_writer, True), self._pipe(server_reader, client_writer, False)
+        )
         self._writers -= {client_writer, server_writer}
 
     async def _start(self) -> None:
@@ -182,8 +215,24 @@ class TcpProxy:
             w.transport.abort()  # a reset, as when the server's host goes away
         self._writers.clear()
 
+    async def _set_flowing(self, flowing: bool, budget: int | None) -> None:
+        self.budget = budget
+        if flowing:
+            self._flowing.set()
+        else:
+            self._flowing.clear()
+
     def start(self) -> None:
         self._call(self._start())
 
     def stop(self) -> None:
         self._call(self._stop())
+
+    def freeze(self) -> None:
+        self._call(self._set_flowing(False, None))
+
+    def freeze_after(self, n_bytes: int) -> None:
+        self._call(self._set_flowing(True, n_bytes))
+
+    def thaw(self) -> None:
+        self._call(self._set_flowing(True, None))

@@ -32,6 +32,7 @@ from imgrec.errors import BackendError, BadInput, Expired, NotFound, QueueMissin
 from imgrec.messages import (
     PENDING,
     SWEPT,
+    JsonObject,
     Output,
     Pending,
     Reply,
@@ -84,7 +85,7 @@ def accept(store: ObjectStore, requests: Queue, request: Request, data: BinaryIO
     return t1 - t0, time.perf_counter() - t1
 
 
-def status(store: ObjectStore, job_id: str, retention: float) -> dict:
+def status(store: ObjectStore, job_id: str, retention: float) -> JsonObject:
     """What the API says of a job. Raises NotFound for a job that never was, Expired for
     one kept its time and deleted."""
     output = read_output(store, job_id)
@@ -157,7 +158,7 @@ class Results:
 
     def reply(self, answered: list[tuple[Request, Output]]) -> None:
         """One message batch per waiting replica; async jobs have none (the store is the answer)."""
-        by_replica: dict[str, list[dict]] = {}
+        by_replica: dict[str, list[JsonObject]] = {}
         for request, output in answered:
             if request.reply_to:
                 by_replica.setdefault(request.reply_to, []).append(Reply(request.job_id, output).to_dict())

@@ -37,9 +37,9 @@ class Presence:
 
     def __init__(
         self, store: ObjectStore, role: str, member_id: str, stats: Callable[[], dict] | None = None,
-        started: float | None = None,
+        started: float | None = None, every: float | None = None,
     ) -> None:
-        self.store, self.every, self._stats = store, BEAT_SECONDS[role], stats or dict
+        self.store, self.every, self._stats = store, every or BEAT_SECONDS[role], stats or dict
         started = time.time() if started is None else started  # a worker's counts its model's loading
         self.beat = Heartbeat(member_id, role, host=socket.gethostname(), pid=os.getpid(), started=started)
         self.state = "running"  # or "waiting" (e.g. a worker for its model), which each beat says

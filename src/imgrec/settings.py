@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, JsonValue
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "IMGREC_"
@@ -40,7 +40,7 @@ def _default_data_dir() -> Path:
 def _setting(default: Any = None, doc: str = "", *, shown: str | None = None, **kw: Any) -> Any:
     """A field with its meaning (`doc`) and, where the default is computed, how the
     README shows it (`shown`)."""
-    extra = {"shown": shown} if shown is not None else None
+    extra: dict[str, JsonValue] | None = {"shown": shown} if shown is not None else None
     if "default_factory" in kw:
         return Field(description=doc, json_schema_extra=extra, **kw)
     return Field(default, description=doc, json_schema_extra=extra, **kw)
@@ -174,7 +174,8 @@ def documented() -> list[tuple[str, str, str]]:
     configuration table, which a test holds to this."""
     rows = []
     for name, f in Settings.model_fields.items():
-        shown = (f.json_schema_extra or {}).get("shown")
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        shown = extra.get("shown")
         if shown is None:
             shown = "" if f.default in (None, "") else str(f.default)
         rows.append((ENV_PREFIX + name.upper(), str(shown), f.description or ""))

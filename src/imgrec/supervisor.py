@@ -140,7 +140,8 @@ class Child:
 
     def __init__(self, name: str, env: dict[str, str]) -> None:
         self.name, self.env = name, env
-        self.restarts, self._quick, self._restart_at = 0, 0, None
+        self.restarts, self._quick = 0, 0
+        self._restart_at: float | None = None
         self.proc = self._start()
 
     def _start(self) -> subprocess.Popen:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from images import photo_variants, write_folder
+from imgrec.client.files import chunks, image_files
 from imgrec.lab.harness import IMGREC, ServiceProcess, wait_until
 from servers import TcpProxy
 
@@ -63,22 +64,33 @@ def test_a_folder_goes_in_requests_within_the_limits_and_comes_back_as_rows(serv
 
 
 def test_an_interrupted_run_sends_only_what_is_missing(service, folder, tmp_path):
+    """The run is cut while its second request is on its way: a proxy lets the first request
+    through, then holds every byte, so exactly one request reached the service when the
+    run is killed, whatever the machine's speed. The run after it collects the first
+    request's results by its batch and sends the other four, and nothing again."""
     root, labels = folder
+    groups, _ = chunks(image_files([root]), 7, 20 * 2**20)
+    first, second = (sum(f.stat().st_size for f in g) for g in groups[:2])
+    proxy = TcpProxy(("127.0.0.1", service.port))
+    proxy.freeze_after(first + second // 2)  # the second upload never arrives whole
     before = _uploads(service.url)
-    run = subprocess.Popen([IMGREC, "submit", str(root), "--url", service.url, "--json", str(tmp_path / "r.json"),
-                            "--concurrency", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = subprocess.Popen([IMGREC, "submit", str(root), "--url", f"http://127.0.0.1:{proxy.port}", "--json",
+                            str(tmp_path / "r.json"), "--concurrency", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     state = tmp_path / "r.json.imgrec-state.json"
-    wait_until(lambda: state.exists() and any("result" in e for e in json.loads(state.read_text())["files"].values()),
-               60, 0.01, "part of the run")
+    wait_until(lambda: state.exists() and sum("batch_id" in e for e in json.loads(state.read_text())["files"].values()) == 7,
+               60, 0.05, "the first request accepted and recorded")
+    wait_until(lambda: proxy.budget == 0, 60, 0.05, "the second request held")
     run.send_signal(signal.SIGKILL)  # as abrupt as it gets: the state file is written atomically
     run.wait(30)
-    sent_first = _uploads(service.url) - before
-    assert 0 < sent_first < 5
-    out = _submit(str(root), "--url", service.url, "--json", str(tmp_path / "r.json"))
+    proxy.stop()  # the held upload is cut, then the same address works again
+    assert _uploads(service.url) - before == 1
+    proxy.thaw()
+    proxy.start()
+    out = _submit(str(root), "--url", f"http://127.0.0.1:{proxy.port}", "--json", str(tmp_path / "r.json"))
     assert out.returncode == 0, out.stderr
     rows = json.loads((tmp_path / "r.json").read_text())
     assert {r["filename"].rsplit("/", 1)[1]: r["label"] for r in rows} == labels
-    assert _uploads(service.url) - before <= 5 + 1, "only the missing requests (and the one cut short) again"
+    assert _uploads(service.url) - before == 5, "only the missing requests: the first is collected by its batch"
 
 
 def test_a_service_that_goes_away_for_a_while_costs_time_not_results(service, folder, tmp_path):

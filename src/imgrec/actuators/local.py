@@ -121,10 +121,11 @@ class LocalActuator(Actuator):
             beat = by_pid.get(w.proc.pid)
             age = time.monotonic() - w.started
             silent = (now - beat.last_seen > stale_after) if beat else age > self.hung_after / 5
-            stuck = bool(beat and beat.progress_at and now - beat.progress_at > self.hung_after)
+            turned = beat.progress_at if beat and beat.progress_at else now
+            stuck = now - turned > self.hung_after
             if (silent or stuck) and age > QUICK_DEATH and not w.killed:
                 log.warning("worker pid %d %s; killing it to replace it", w.proc.pid,
-                            "is silent" if silent else f"has not turned round in {now - beat.progress_at:.0f}s")
+                            "is silent" if silent else f"has not turned round in {now - turned:.0f}s")
                 w.killed = True
                 w.proc.kill()
                 self.counters["hung_workers_replaced"] += 1

@@ -15,11 +15,10 @@ from __future__ import annotations
 import logging
 from importlib.metadata import EntryPoint, entry_points
 
-import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperGroup, _click  # typer's own click, which its groups are made of
 
 from imgrec.cli import local, models, ops, service
 from imgrec.errors import ConfigError
@@ -35,10 +34,10 @@ class WithPlugins(TyperGroup):
     def _plugins(self) -> dict[str, EntryPoint]:
         return {ep.name: ep for ep in entry_points(group=PLUGINS) if ep.name not in self.commands}
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: _click.Context) -> list[str]:
         return [*super().list_commands(ctx), *sorted(self._plugins())]
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
         command = super().get_command(ctx, cmd_name)
         if command is None and (plugin := self._plugins().get(cmd_name)) is not None:
             command = typer.main.get_command(plugin.load())

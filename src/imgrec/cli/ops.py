@@ -38,7 +38,7 @@ def submit(
         def progress(done: int, failed: int, total: int | None = None) -> None:
             first[:] = first or [(time.monotonic(), done)]
             rate = (done - first[0][1]) / max(time.monotonic() - first[0][0], 1e-6)
-            bar.update(task, completed=done, failed=failed, rate=rate, **({"total": total} if total else {}))
+            bar.update(task, total=total, completed=done, failed=failed, rate=rate)
 
         table, state, seconds = run(
             [str(p) for p in paths], url, api_key=api_key, concurrency=concurrency, csv_out=csv_out,
@@ -78,20 +78,21 @@ def status(
         else:
             console.print(render(view))
         return
+    from rich.console import Group
     from rich.live import Live
     from rich.text import Text
 
-    def view():
+    def redrawn() -> Group | Text:
         try:
             return render(gather(ctx.obj))
         except ImgrecError as exc:  # an outage is something to watch too, not the end of it
             return Text(f"cannot read the deployment now: {exc}", style="bold red")
 
-    with Live(view(), console=console, auto_refresh=False) as live:
+    with Live(redrawn(), console=console, auto_refresh=False) as live:
         try:
             while True:
                 time.sleep(every)
-                live.update(view(), refresh=True)
+                live.update(redrawn(), refresh=True)
         except KeyboardInterrupt:
             pass
 

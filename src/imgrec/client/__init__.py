@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -83,12 +84,12 @@ class AsyncClient:
     async def status(self) -> dict:
         return (await self.request("GET", "/api/v1/status")).json()
 
-    async def classify(self, files: list[FileLike]) -> list[dict]:
+    async def classify(self, files: Sequence[FileLike]) -> list[dict]:
         """Classify and wait: each file's result (or its error), in order."""
         response = await self.request("POST", "/api/v1/classify", files=[_part(f) for f in files])
         return response.json()["results"]
 
-    async def submit(self, files: list[FileLike]) -> dict:
+    async def submit(self, files: Sequence[FileLike]) -> dict:
         """Queue files for classification: the batch (`batch_id`, `batch_url`, `jobs`)."""
         return (await self.request("POST", "/api/v1/jobs", files=[_part(f) for f in files])).json()
 
@@ -150,10 +151,10 @@ class Client:
     def status(self) -> dict:
         return self._run(self._async.status())
 
-    def classify(self, files: list[FileLike]) -> list[dict]:
+    def classify(self, files: Sequence[FileLike]) -> list[dict]:
         return self._run(self._async.classify(files))
 
-    def submit(self, files: list[FileLike]) -> dict:
+    def submit(self, files: Sequence[FileLike]) -> dict:
         return self._run(self._async.submit(files))
 
     def batch(self, batch_id: str) -> dict:

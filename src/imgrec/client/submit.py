@@ -73,7 +73,9 @@ class Run:
 
     async def go(self) -> None:
         limits = await self.client.limits()
-        fresh, sent = [], {}  # batches sent by an earlier run: each file at its place in its batch
+        # Batches sent by an earlier run: each file at its place in its batch.
+        fresh: list[Path] = []
+        sent: dict[str, list[tuple[int, Path]]] = {}
         for f in self.files:
             entry = self.state.files.get(str(f), {})
             if "batch_id" in entry:

@@ -25,8 +25,11 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+
+ByteOrder = Literal["<", ">"]
 
 _MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # torch.serialization's, legacy format
 _PROTOCOL_VERSION = 1001
@@ -95,7 +98,7 @@ _GLOBALS = {
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file, storages: dict[str, _Storage], byteorder: str) -> None:
+    def __init__(self, file, storages: dict[str, _Storage], byteorder: ByteOrder) -> None:
         super().__init__(file)
         self.storages, self.byteorder = storages, byteorder
 
@@ -128,7 +131,7 @@ def _read_legacy(raw: bytes) -> dict:
     if pickle.load(f) != _MAGIC_NUMBER or pickle.load(f) != _PROTOCOL_VERSION:
         raise ValueError("not a PyTorch checkpoint (wrong magic number or protocol version)")
     info = pickle.load(f)
-    byteorder = "<" if info.get("little_endian", True) else ">"
+    byteorder: ByteOrder = "<" if info.get("little_endian", True) else ">"
     storages: dict[str, _Storage] = {}
     state = _Unpickler(f, storages, byteorder).load()
     for key in pickle.load(f):

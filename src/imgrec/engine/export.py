@@ -34,7 +34,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from imgrec.engine.checkpoint import read_checkpoint
-from imgrec.engine.model import MEAN, STD
+from imgrec.engine.model import EXPORTER, MEAN, STD
 from imgrec.engine.variants import Variant
 from imgrec.errors import ModelMissing, install_hint
 
@@ -216,4 +216,4 @@ def export_onnx(v: Variant, out: Path) -> tuple[Path, str]:
     the source being what the manifest records."""
     weights = weights_file(v)
     onnx.save(network(v.arch, read_checkpoint(weights), v.input_size), str(out))
-    return out, f"{v.weights} ({weights.name}) via imgrec.engine.export"
+    return out, f"{v.weights} ({weights.name}) via {EXPORTER}"

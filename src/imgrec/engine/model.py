@@ -20,6 +20,8 @@ from imgrec.engine.variants import DEFAULT, VARIANTS, Variant
 from imgrec.errors import ModelMissing, install_hint
 
 MODEL_NAME = VARIANTS[DEFAULT].name
+# What a manifest's `source` names: `build` replaces a model another exporter made.
+EXPORTER = "imgrec.engine.export"
 MANIFEST_FILE = "manifest.json"
 # EfficientNet-Lite's input scaling, (x - 127) / 128, in [0, 1] units:
 MEAN, STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
@@ -97,12 +99,15 @@ def build(
 
     An int8 variant is calibrated on `calibration` images (quantize.DEFAULT_COUNT if 0).
     With `eval_dir` (a folder with labels.csv) the manifest records the model's accuracy
-    on it. Idempotent: an intact existing model of that variant is kept unless ``force``.
+    on it. Idempotent: an intact existing model of that variant, made by this exporter, is
+    kept unless ``force`` (one that torch exported, before `export`, is made again: the
+    same predictions, other bytes, which an int8 build from it must match).
     """
     if not force:
         try:
             kept = load_manifest(model_dir, verify=True, variant=variant)
-            return (_with_accuracy(model_dir, kept, eval_dir) if eval_dir else kept), False
+            if EXPORTER in kept.source:
+                return (_with_accuracy(model_dir, kept, eval_dir) if eval_dir else kept), False
         except ModelMissing:
             pass
         _refuse_to_replace(model_dir, variant)

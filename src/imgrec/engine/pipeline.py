@@ -78,6 +78,11 @@ class Pipeline(ABC):
     # Decodes concurrently when unguarded (Pillow releases the GIL while it works).
     decode_pool: ThreadPoolExecutor | None = None
 
+    @property
+    @abstractmethod
+    def model_id(self) -> str:
+        """What results name as the model that made them: `name@<sha256 prefix>`."""
+
     @abstractmethod
     def decode(self, data: bytes) -> np.ndarray | ImageError:
         """The model's input for one encoded image, or why there is none."""

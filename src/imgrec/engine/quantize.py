@@ -77,7 +77,7 @@ def describe(count: int, seed: int = SEED) -> str:
     return f"{count} inputs from scikit-image's {len(PHOTOS)} sample photographs (whole, crops, mirrors; seed {seed}), MinMax"
 
 
-def _preprocessing(model) -> tuple[list, list]:
+def _preprocessing(model) -> tuple[list, dict[str, list]]:
     """The nodes that turn the uint8 input into the network's float input (Transpose,
     Cast, Mul, Add: see export._preprocessing), and a map of each output's consumers."""
     consumers: dict[str, list] = {}

@@ -116,7 +116,7 @@ def resized_crop(img: Image.Image, resize: int, crop: int) -> np.ndarray:
     ow, oh = (h, w) if orientation in _SWAPS_AXES else (w, h)
     rw, rh = resize_shorter((ow, oh), resize)
     left, top = int(round((rw - crop) / 2.0)), int(round((rh - crop) / 2.0))
-    high = float(img.getextrema()[1]) if img.mode in _HIGH_DEPTH else None
+    high = float(img.getextrema()[1]) if img.mode in _HIGH_DEPTH else None  # type: ignore[arg-type]  # one band: (min, max)
     if ow * oh <= _WHOLE_PIXELS:  # the plain pipeline
         whole = _to_rgb(_oriented(img, orientation), high).resize((rw, rh), Image.Resampling.BILINEAR)
         return np.asarray(whole.crop((left, top, left + crop, top + crop)), dtype=np.uint8)

@@ -20,7 +20,6 @@ each; every store key is built in `keys`, so no other module spells a prefix.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from dataclasses import dataclass, field, fields
@@ -56,7 +55,6 @@ from imgrec.messages.keys import (
     safe_filename,
 )
 
-
 JsonObject = dict[str, Any]  # a message or record as JSON gives it
 M = TypeVar("M")
 
@@ -79,9 +77,15 @@ def _loads(data: bytes | str | JsonObject, what: str) -> JsonObject:
     return obj
 
 
-@functools.cache
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+    """A message class's field names (looked up once per class: on every request's path)."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 def _shallow(obj: Any) -> JsonObject:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
@@ -24,6 +25,7 @@ def open_queue(url: str, name: str, *, create: bool = False, **options) -> Queue
     replies to a web replica that has stopped and deleted its reply queue.
     """
     scheme = urlparse(url).scheme
+    adapter: Callable[..., Queue]
     if scheme == "sqlite":
         from imgrec.queues.sqlite import SqliteQueue as adapter
     elif scheme in ("redis", "rediss"):

@@ -74,7 +74,7 @@ class MemoryQueue(Queue):
         return ids
 
     def _take(self, state: _State, max_messages: int) -> list[Message]:
-        now, taken = time.time(), []
+        now, taken = time.time(), list[Message]()
         for mid, entry in list(state.live.items()):
             if len(taken) >= max_messages:
                 break
@@ -112,7 +112,20 @@ class MemoryQueue(Queue):
             found = self._entry(message)
             if found:
                 del found[0][message.id]
+                _LOCK.notify_all()
             return found is not None
+
+    def join(self, timeout: float) -> None:
+        """Wait until every message sent was acked (none waiting, none in flight), as
+        dramatiq's StubBroker.join: tests wait for the work to be done, not for time to
+        pass. TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with _LOCK:
+            while (state := _QUEUES.get(self._key)) is not None and state.live:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"queue {self.name}: {len(state.live)} messages not done after {timeout:g} s")
+                _LOCK.wait(min(left, 0.05))  # also wakes for visibility running out
 
     def extend(self, message: Message, seconds: float) -> bool:
         with _LOCK:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 from imgrec.errors import ConfigError
@@ -14,6 +15,7 @@ __all__ = ["ObjectStore", "check_key", "open_store"]
 def open_store(url: str) -> ObjectStore:
     """The adapter for a URL, e.g. ``file:///var/lib/imgrec/store``."""
     scheme = urlparse(url).scheme
+    adapter: Callable[..., ObjectStore]
     if scheme == "file":
         from imgrec.stores.local import LocalStore as adapter
     elif scheme == "s3":

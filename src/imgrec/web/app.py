@@ -7,6 +7,8 @@ middleware (`limits`, `auth`, `metrics`, `errors`).
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -29,7 +31,9 @@ from imgrec.web.routes import Parts, router
 log = logging.getLogger("imgrec.web")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) -> FastAPI:
+    """The app; `clock` times what it looks at every so often (the backlog, readiness,
+    whether workers can run), so that tests can step it."""
     metrics = WebMetrics()
 
     @asynccontextmanager
@@ -39,10 +43,10 @@ def create_app(settings: Settings) -> FastAPI:
         reply_queue = open_queue(settings.queue_url, REPLY_QUEUE_PREFIX + new_id()[:16], create=True, ephemeral=True)
         replies = ReplyListener(reply_queue, store, metrics)
         replies.start()
-        intake = Intake(settings, store, requests, replies, metrics)
-        readiness = Readiness(store, requests, replies.name, lambda: replies.healthy)
+        intake = Intake(settings, store, requests, replies, metrics, clock)
+        readiness = Readiness(store, requests, replies.name, lambda: replies.healthy, clock=clock)
         history = StatusHistory(lambda: presence.deployment_status(requests, store))
-        parts = Parts(settings, store, requests, intake, metrics, readiness, history)
+        parts = Parts(settings, store, requests, intake, metrics, readiness, history, clock)
         metrics.watch_system(parts.status)
         app.state.parts = parts
         history.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 from imgrec.errors import Overloaded
 from imgrec.queues import Queue
@@ -17,14 +18,14 @@ class Backlog:
     concurrent uploads cannot overshoot the limit together; across replicas each
     sees the others' uploads at its next look (see the README's Guarantees)."""
 
-    def __init__(self, queue: Queue, limit: int, every: float = 0.25) -> None:
-        self.queue, self.limit, self.every = queue, limit, every
+    def __init__(self, queue: Queue, limit: int, every: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
+        self.queue, self.limit, self.every, self.clock = queue, limit, every, clock
         self.depth = self.reserved = self._sent = 0
-        self._looked_at = -every
+        self._looked_at = clock() - every
         self._looking: asyncio.Task | None = None
 
     async def refresh(self) -> None:
-        if time.monotonic() - self._looked_at < self.every:
+        if self.clock() - self._looked_at < self.every:
             return
         if self._looking is None or self._looking.done():  # one look at a time; the others wait for it
             self._looking = asyncio.ensure_future(self._look())
@@ -34,7 +35,7 @@ class Backlog:
         sent_before = self._sent
         depth = (await asyncio.to_thread(self.queue.stats)).depth
         self.depth = depth + (self._sent - sent_before)  # what was sent during the look may be missing
-        self._looked_at = time.monotonic()
+        self._looked_at = self.clock()
 
     def check(self, files: int) -> None:
         if self.depth + self.reserved + files > self.limit:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -37,7 +38,7 @@ def render(
     return Response(body, status_code=status, media_type=ctype.split(";")[0], headers=headers)
 
 
-async def send_error(scope, send, status: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_error(scope, send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """The same answer from pure ASGI middleware (before any app code ran)."""
     body, ctype = _body(scope["path"], scope["method"], message)
     await send({

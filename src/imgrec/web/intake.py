@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -40,12 +41,13 @@ class Submitted:
 
 class Intake:
     def __init__(
-        self, settings: Settings, store: ObjectStore, requests: Queue, replies: ReplyListener, metrics: WebMetrics
+        self, settings: Settings, store: ObjectStore, requests: Queue, replies: ReplyListener, metrics: WebMetrics,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings, self.store, self.requests, self.replies = settings, store, requests, replies
         self.limits = ImageLimits.from_settings(settings)
         self.stage = metrics.stage
-        self.backlog = Backlog(requests, settings.max_backlog)
+        self.backlog = Backlog(requests, settings.max_backlog, clock=clock)
         # At most this many uploads are parsed, checked and stored at once; the others
         # wait, their bodies already received (a slow client holds no slot).
         self.gate = asyncio.Semaphore(settings.max_concurrent_uploads)
@@ -117,7 +119,7 @@ class Intake:
         timeout = self.settings.request_timeout
 
         async def one(s: Submitted) -> dict | None:
-            if s.job_id is None:
+            if s.job_id is None or s.reply is None:
                 return batches.entry(None, s.upload)
             output = await self.replies.wait(s.job_id, s.reply, timeout)
             return output.public() if output else None

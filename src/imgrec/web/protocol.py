@@ -132,7 +132,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self.transport.write(_too_large_response(self.max_header_bytes))
         self._linger()  # the rest of the headers is read and dropped, so the client sees the 431
 
-    def eof_received(self) -> bool | None:
+    # asyncio's protocol may return False (close); uvicorn's annotation says None only.
+    def eof_received(self) -> bool | None:  # type: ignore[override]
         if self._linger_timer is not None:
             return False  # the client has sent everything: the transport closes
         return super().eof_received()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Request, Security
@@ -63,6 +64,7 @@ class Parts:
     metrics: WebMetrics
     readiness: Readiness
     history: StatusHistory
+    clock: Callable[[], float] = time.monotonic  # for the caches of what is looked at every few seconds
     _looked: tuple[float, bool] = (-1e9, False)
 
     def status(self) -> dict:
@@ -71,7 +73,7 @@ class Parts:
     async def ensure_workers_can_run(self) -> None:
         """For a client about to wait: refuse at once when no worker runs and the
         autoscalers (or workers waiting for a model) say why (looked at every few seconds)."""
-        now = time.monotonic()
+        now = self.clock()
         if now - self._looked[0] > 3.0:
             workers = await asyncio.to_thread(presence.read, self.store, "worker")
             overseers = await asyncio.to_thread(presence.read, self.store, "autoscaler")
@@ -138,8 +140,9 @@ async def api_classify(request: Request, p: Parts = Depends(parts)):
     batch_id, submitted = await p.intake.take(
         request, API_FIELDS, p.settings.max_files_per_request, wait=True, always_batch=False
     )
-    answers = await p.intake.wait_all(submitted)
-    if any(r is None for r in answers):
+    waited = await p.intake.wait_all(submitted)
+    answers = [r for r in waited if r is not None]
+    if len(answers) < len(waited):
         return _timed_out(batch_id, submitted)
     body: dict = {"results": answers}
     if batch_id:

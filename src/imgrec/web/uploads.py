@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from fastapi import Request
 from python_multipart.exceptions import FormParserError
@@ -55,7 +55,7 @@ async def receive_body(request: Request) -> tempfile.SpooledTemporaryFile:
     return spool
 
 
-def _replay(spool: BinaryIO):
+def _replay(spool: IO[bytes]):
     """An ASGI `receive` that gives the spooled body again, for the form parser."""
 
     async def receive() -> dict:
@@ -80,7 +80,7 @@ def _parser_error(exc: BaseException | None) -> str:
 
 
 @asynccontextmanager
-async def read_form(request: Request, spool: BinaryIO, fields: tuple[str, ...], max_files: int) -> AsyncIterator[list]:
+async def read_form(request: Request, spool: IO[bytes], fields: tuple[str, ...], max_files: int) -> AsyncIterator[list]:
     """The files of a spooled multipart body, open until the block ends (then their spool
     files are removed). Raises BadInput when the request as a whole is refused."""
     field_list = " or ".join(f"'{f}'" for f in fields)
@@ -109,10 +109,10 @@ def check_files(files: list[UploadFile], limits: ImageLimits) -> list[Upload]:
     """Each file checked from its header (blocking: run it off the event loop). Raises
     the first refusal when every file is refused."""
     uploads = [Upload(f.filename, f.file, _check(f, limits)) for f in files]
-    refused = [u.error for u in uploads if u.error]
+    refused = [(u.filename, u.error) for u in uploads if u.error]
     if len(refused) == len(uploads):  # nothing to do: the request as a whole is refused
-        first = refused[0]
-        each = [{"filename": u.filename, "error": u.error.message, "status": u.error.status} for u in uploads]
+        first = refused[0][1]
+        each = [{"filename": name, "error": error.message, "status": error.status} for name, error in refused]
         raise BadInput(first.message, first.status, {"files": each} if len(uploads) > 1 else None)
     return uploads
 

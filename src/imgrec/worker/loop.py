@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -106,7 +107,10 @@ class WorkerLoop:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def run(self, idle_timeout: float) -> None:
+    def run(self, idle_timeout: float, burst: bool = False) -> None:
+        """Receive and handle until stopped, or idle for `idle_timeout` seconds; with
+        `burst`, until the queue has nothing waiting or in flight (rq's and arq's burst
+        mode: tests wait for the work to be done, not for time to pass)."""
         last_work = time.monotonic()
         backoff = 0.0
         while not self._stop.is_set():
@@ -126,13 +130,19 @@ class WorkerLoop:
                 self._stop.wait(backoff)
                 continue
             if not messages:
+                if burst and self._drained():
+                    return
                 continue
             fresh = [m for m in messages if not suspect(m)]
             if fresh:
-                self.handle(fresh, lambda fresh=fresh: self.processor.process(fresh))
+                self.handle(fresh, functools.partial(self.processor.process, fresh))
             for m in (m for m in messages if suspect(m)):
-                self.handle([m], lambda m=m: self.processor.process_alone(m))
+                self.handle([m], functools.partial(self.processor.process_alone, m))
             last_work = time.monotonic()
+
+    def _drained(self) -> bool:
+        stats = self.queue.stats()
+        return stats.depth == 0 and stats.in_flight == 0
 
     def receive_batch(self, wait: float) -> list[Message]:
         """Everything waiting, up to max_batch. When more than one was waiting (the service

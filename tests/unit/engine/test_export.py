@@ -26,8 +26,8 @@ import imgrec
 from images import SKIMAGE_DATA
 from imgrec.engine.checkpoint import read_checkpoint
 from imgrec.engine.export import blocks, export_onnx, same_pads
-from imgrec.engine.preprocess import load_image
 from imgrec.engine.variants import VARIANTS
+from imgrec.imaging.pixels import load_image
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 FP32 = ("lite0", "lite2")

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from fakes import FlakyStore
+from fakes import FakeClock, FlakyStore
 from imgrec.jobs import Results
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
@@ -26,7 +26,8 @@ class Web:
         self.settings = settings
         self.store = FlakyStore(open_store(settings.store_url))
         monkeypatch.setattr(web_app, "open_store", lambda url: self.store)
-        self.client = TestClient(web_app.create_app(settings), raise_server_exceptions=False)
+        self.clock = FakeClock()  # what the app looks at every so often, it looks at again when this moves
+        self.client = TestClient(web_app.create_app(settings, self.clock), raise_server_exceptions=False)
         self.client.__enter__()
         self.loop = None
         if worker:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 
 from fakes import CRASH, FakeClassifier, FlakyStore, image
 from imgrec.jobs import Results, read_output
+from imgrec.lab.harness import wait_until
 from imgrec.messages import Reply, Request, input_key, new_id, output_key
 from imgrec.queues import open_queue
 from imgrec.stores import open_store
@@ -38,16 +38,23 @@ class Rig:
         self.queue.send(Request(job, key, f"{label}.jpg", reply_to=reply_to).to_dict())
         return job
 
-    def run(self, idle: float = 0.5) -> threading.Thread:
+    def run(self, idle: float = 30) -> threading.Thread:
         t = threading.Thread(target=self.loop.run, args=(idle,), daemon=True)
         t.start()
         return t
+
+    def drain(self, timeout: float = 30) -> None:
+        """Run the loop until the queue has nothing waiting or in flight (burst mode)."""
+        t = threading.Thread(target=self.loop.run, args=(timeout,), kwargs={"burst": True}, daemon=True)
+        t.start()
+        t.join(timeout + 5)
+        assert not t.is_alive(), "the loop did not empty the queue"
 
 
 def test_results_are_written_replied_and_acked():
     rig = Rig()
     jobs = [rig.send(label) for label in ("cat", "dog", "cup", "owl", "bee")]
-    rig.run(idle=0.5).join(10)
+    rig.drain()
     assert [read_output(rig.store, j).label for j in jobs] == ["cat", "dog", "cup", "owl", "bee"]
     replies = [Reply.from_dict(m.body) for m in rig.replies.receive(10)]
     assert sorted(r.job_id for r in replies) == sorted(jobs)
@@ -59,7 +66,7 @@ def test_results_are_written_replied_and_acked():
 def test_async_jobs_get_no_reply():
     rig = Rig()
     job = rig.send("cat", reply_to=None)
-    rig.run(idle=0.3).join(10)
+    rig.drain()
     assert read_output(rig.store, job).label == "cat" and rig.replies.receive(10) == []
 
 
@@ -67,7 +74,7 @@ def test_a_deleted_reply_queue_is_not_an_error():
     rig = Rig()
     rig.replies.delete()  # the web replica stopped
     job = rig.send("cat")
-    rig.run(idle=0.3).join(10)
+    rig.drain()
     assert read_output(rig.store, job).label == "cat", "the result is in the store all the same"
     assert rig.queue.stats().in_flight == 0
 
@@ -76,8 +83,7 @@ def test_a_stopping_worker_gives_back_what_it_holds():
     rig = Rig(clf=FakeClassifier(delay=0.5))
     jobs = [rig.send(f"img{i}") for i in range(12)]
     t = rig.run(idle=30)
-    while rig.clf.calls == []:
-        time.sleep(0.01)
+    wait_until(lambda: rig.clf.calls, 10, 0.01, "a batch in hand")
     rig.loop.stop()
     t.join(10)
     assert not t.is_alive()
@@ -102,13 +108,11 @@ def test_a_store_outage_releases_the_batch_and_the_worker_goes_on():
     rig = Rig(store=store)
     job = rig.send("cat")
     store.down = True
-    t = rig.run(idle=5)
-    time.sleep(0.3)
+    t = rig.run()
+    wait_until(lambda: rig.loop.breaker.open, 10, 0.01, "the store outage noticed")
     assert read_output(store.inner, job) is None and t.is_alive()
     store.down = False
-    deadline = time.monotonic() + 10
-    while read_output(store.inner, job) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: read_output(store.inner, job), 10, 0.02, "the job done once the store is back")
     rig.loop.stop()
     t.join(10)
     assert read_output(store.inner, job).label == "cat"
@@ -121,15 +125,16 @@ def test_a_store_outage_never_fails_a_good_job():
     rig = Rig(store=store, clf=FakeClassifier(delay=0.05), max_receives=2)
     jobs = [rig.send(f"img{i}") for i in range(40)]
     t = rig.run(idle=30)
-    while not any(read_output(store.inner, j) for j in jobs):
-        time.sleep(0.01)
+    wait_until(lambda: any(read_output(store.inner, j) for j in jobs), 10, 0.01, "the first results")
     store.down = True
-    time.sleep(2.0)
-    assert rig.loop.breaker.open and t.is_alive()
+    wait_until(lambda: rig.loop.breaker.open, 10, 0.01, "the store outage noticed")
+    trips = rig.loop.breaker.trips
+    # The outage lasts while the breaker probes the store (backing off to 2 s): no work is taken.
+    refused = store.refused
+    wait_until(lambda: store.refused >= refused + 4, 20, 0.01, "probes of the failing store")
+    assert rig.loop.breaker.open and t.is_alive() and rig.loop.breaker.trips == trips
     store.down = False
-    deadline = time.monotonic() + 20
-    while not all(read_output(store.inner, j) for j in jobs) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: all(read_output(store.inner, j) for j in jobs), 20, 0.05, "every job done")
     rig.loop.stop()
     t.join(10)
     outputs = [read_output(store.inner, j) for j in jobs]
@@ -143,8 +148,7 @@ def test_a_poison_is_given_up_and_the_rest_answered():
     bad = rig.send("poison", data=CRASH)  # crashes the child that decodes it, every time
     # What a first delivery that ended its worker looks like: delivered once, never acked.
     (m1, m2) = rig.queue.receive(2)
-    t = rig.run(idle=3)  # the next deliveries are suspects: each is classified alone
-    t.join(20)
+    rig.drain()  # the next deliveries are suspects: each is classified alone
     assert read_output(rig.store, good).label == "cat" and (m1, m2)
     assert "failed 3 attempts" in read_output(rig.store, bad).error
     stats = rig.queue.stats()

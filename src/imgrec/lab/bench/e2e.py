@@ -143,7 +143,7 @@ def run_e2e(
         "rounds": rounds,
     }
     report["bare_single_image_ms"] = round(bare_single_ms(model_dir, items), 2)
-    env = {"IMGREC_MODEL": settings.model}
+    env: dict[str, str] = {"IMGREC_MODEL": settings.model}
 
     with tempfile.TemporaryDirectory(prefix="imgrec-bench-") as tmp:
         workdir = Path(tmp)
@@ -239,7 +239,7 @@ def _chart(report: dict, path: Path) -> None:
     right.set_ylabel("latency (ms)")
     right.set_yscale("log")
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    left.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
+    left.legend(handles, [str(h.get_label()) for h in handles], loc="upper left", fontsize=8)
     left.set_title(f"imgrec end to end on {report['machine']['cores']} cores ({report['requests']} requests per point)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -64,7 +64,7 @@ def _engine_loop(clf: Classifier, images: list[bytes], batch_size: int) -> tuple
     decode = normalize = infer = 0.0
     for start in range(0, len(images), batch_size):
         t0 = time.perf_counter()
-        pixels = clf.decode_many(images[start : start + batch_size])
+        pixels = [p for p in clf.decode_many(images[start : start + batch_size]) if isinstance(p, np.ndarray)]
         t1 = time.perf_counter()
         batch = clf.normalize(pixels)
         t2 = time.perf_counter()

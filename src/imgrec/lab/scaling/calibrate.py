@@ -79,10 +79,10 @@ def _warm(settings: Settings, images, model: WorkerModel, workdir: Path) -> tupl
         wait_until(lambda: len(svc.worker_pids()) == settings.max_workers, 60, 0.2, "warm workers")
         with httpx.Client(timeout=60) as client:
             idle = [_post(client, svc.url, images[i % len(images)]) for i in range(IDLE_PROBES + 5)][5:]
-        before, client = CpuSample.take(svc.proc.pid), time.process_time()
+        before, client_cpu = CpuSample.take(svc.proc.pid), time.process_time()
         asyncio.run(send_all(svc.url, np.zeros(BURST), images))
         cpu = account(before, CpuSample.take(svc.proc.pid), BURST)["cpu_ms_per_image"]
-        cpu["client"] = 1000 * (time.process_time() - client) / BURST
+        cpu["client"] = 1000 * (time.process_time() - client_cpu) / BURST
     finally:
         svc.stop()
     return [max(0.0, x - model.service.seconds(1)) for x in idle], cpu

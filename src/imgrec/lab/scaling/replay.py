@@ -84,7 +84,7 @@ def predicted(trace: Trace, settings: Settings, models: list[tuple[WorkerModel, 
     and ticks at `PHASES` phases across the interval, and the runs are pooled as the
     live ones are: a short trace's p99 is its few slowest requests, which meet a start-up
     or not depending on exactly these."""
-    runs = []
+    runs: list = []
     for model, start_ups in models:
         for start_up in start_ups:
             for k in range(PHASES):

@@ -97,6 +97,7 @@ def chart(results: dict[str, Result], trace: Trace, path: Path) -> None:
         f = r.figures()
         ax.fill_between(bins[:-1], rate, step="post", color="tab:blue", alpha=0.3, label="arrivals/s")
         s = r.series
+        assert s is not None, "simulated with samples"
         ax.plot(s.t, s.backlog, color="tab:orange", lw=0.8, label="waiting")
         ax.set_ylabel("per s / waiting")
         right = ax.twinx()

@@ -84,6 +84,7 @@ def measure_cold_start(settings: Settings, rounds: int = 3) -> float:
     for _ in range(rounds):
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "imgrec", "worker"], env=env, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
         try:
             for line in proc.stderr:
                 if " ready (" in line:

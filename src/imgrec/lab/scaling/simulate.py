@@ -270,6 +270,7 @@ class Simulation:
 
     def _sample(self) -> None:
         s = self.series
+        assert s is not None  # sampled only when asked for
         s.t.append(self.now)
         s.backlog.append(len(self.queue) - self.taken)
         s.in_flight.append(self.in_flight)
