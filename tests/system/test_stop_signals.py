@@ -67,7 +67,7 @@ def test_a_storm_of_stop_signals_stops_it_cleanly(tmp_path, model_dir, command):
         try:
             # Settled: its heartbeat says it runs (the worker waits for messages, the
             # supervisor looks after its children).
-            wait_until(lambda: _last_states(data_dir, command) == ["running"], 60, 0.1, f"{command} running")
+            wait_until(lambda d=data_dir: _last_states(d, command) == ["running"], 60, 0.1, f"{command} running")
             assert _storm(part.proc.pid) > 100
             try:
                 part.proc.wait(20)
