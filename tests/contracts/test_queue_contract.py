@@ -74,17 +74,23 @@ def test_unacked_message_is_redelivered_after_visibility_timeout(q):
     assert q.receive(1, wait=1.5) == [] and q.stats().in_flight == 0
 
 
-def test_extend_keeps_it_invisible_and_zero_releases(q):
-    """What a worker does with a long batch: extended, a message stays invisible past its
-    first timeout (1 s here); extended by 0, it is delivered again at once. The margins
-    are many seconds, so a busy machine cannot make the test wrong."""
-    q.send({"n": 1})
-    (m,) = q.receive(1)
-    assert q.extend(m, 30.0)
-    assert q.receive(1, wait=2.0) == []  # past the first timeout, well within the extension
-    assert q.release(m)
-    (again,) = q.receive(1, wait=5.0)
-    assert again.body == {"n": 1} and again.receive_count == 2
+def test_extend_keeps_it_invisible_and_zero_releases(queue_url):
+    """What a worker does with a long batch: halfway through the visibility timeout (4 s
+    here) it extends the messages by one timeout from now, so they stay invisible past
+    the first timeout; extended by 0, a message is delivered again at once. Each check
+    has a second or more to spare, so a busy machine cannot make the test wrong."""
+    q = make_queue(queue_url, visibility_timeout=4.0)
+    try:
+        q.send({"n": 1})
+        (m,) = q.receive(1)
+        assert q.receive(1, wait=2.0) == []  # invisible while in flight; two seconds pass
+        assert q.extend(m, 4.0)  # at most one visibility timeout from now (Redis can give no more)
+        assert q.receive(1, wait=3.0) == []  # past the first timeout (4 s), a second before the extension's
+        assert q.release(m)
+        (again,) = q.receive(1, wait=5.0)
+        assert again.body == {"n": 1} and again.receive_count == 2
+    finally:
+        q.close()
 
 
 def test_dead_letter_after_max_receives(q):

@@ -67,7 +67,8 @@ class Queue(ABC):
 
     @abstractmethod
     def extend(self, message: Message, seconds: float) -> bool:
-        """Keep a message invisible `seconds` from now; 0 releases it at once."""
+        """Keep a message invisible `seconds` from now, at most one visibility timeout (all
+        that Redis can give); 0 releases it at once."""
 
     @abstractmethod
     def stats(self) -> QueueStats: ...

@@ -31,11 +31,15 @@ class Web:
         self.client.__enter__()
         self.loop = None
         if worker:
-            queue = request_queue(settings)
+            queue = self.requests = request_queue(settings)
             processor = BatchProcessor(classifier, self.store, "test-worker", settings.image_timeout)
             self.loop = WorkerLoop(queue, processor, Results(self.store, settings.queue_url), max_batch=8, max_wait_ms=2)
             self.thread = threading.Thread(target=self.loop.run, args=(300,), daemon=True)
             self.thread.start()
+
+    def join(self, timeout: float = 30) -> None:
+        """Wait until the worker has answered everything sent so far (the queue is empty)."""
+        self.requests.join(timeout)
 
     def close(self) -> None:
         if self.loop:

@@ -11,7 +11,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from images import chelsea, encode
-from imgrec.lab.harness import wait_until
 
 CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
 TINY = encode(chelsea().resize((40, 30)), "PNG")
@@ -95,7 +94,8 @@ def test_csv_cells_cannot_become_formulas(web):
     body, ctype = _multipart([(n, TINY) for n in names] + [("=cmd.txt", b"not an image")])
     r = web.client.post("/api/v1/jobs", content=body, headers={"content-type": ctype})
     batch_url = r.json()["batch_url"]
-    wait_until(lambda: web.client.get(batch_url).json()["status"] == "done", 30, 0.1, "the batch")
+    web.join()
+    assert web.client.get(batch_url).json()["status"] == "done"
     rows = list(csv.DictReader(io.StringIO(web.client.get(batch_url + "?format=csv").text)))
     assert [r["filename"] for r in rows] == ["'" + n for n in names[:-1]] + ["plain.png", "'=cmd.txt"]
     assert rows[-1]["error"].startswith("'=cmd.txt: not an image")
