@@ -11,8 +11,9 @@
     ├── Overloaded            too much accepted work waiting (429)
     ├── CannotClassify        no worker can run (e.g. no model): waiting would be in vain (503)
     └── ConfigError           the deployment is set up wrong (unknown URL, a
-        ├── MissingExtra      missing package, no model); says what to do
-        └── ModelMissing
+        ├── MissingExtra      missing package, no model, a damaged queue file);
+        ├── ModelMissing      says what to do
+        └── QueueDamaged
 
 Adapters translate their driver's exceptions (sqlite3, OSError, redis-py,
 botocore) into these, so no driver exception crosses a port. A transient outage
@@ -90,6 +91,10 @@ class MissingExtra(ConfigError):
 
 class ModelMissing(ConfigError):
     """The model has not been built (or fetched) yet, or its file is damaged."""
+
+
+class QueueDamaged(ConfigError):
+    """The queue's own file is damaged (a SQLite queue): what to run to save what can be read."""
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:

@@ -44,6 +44,7 @@ from imgrec.messages import (
     pending_key,
 )
 from imgrec.queues import Message, Queue, open_queue
+from imgrec.queues.base import DEFAULT_TIMEOUT
 from imgrec.stores import ObjectStore
 
 log = logging.getLogger("imgrec.jobs")
@@ -135,8 +136,8 @@ class Done:
 class Results:
     """Writes jobs' outputs and hands them to the web replicas that wait for them."""
 
-    def __init__(self, store: ObjectStore, queue_url: str) -> None:
-        self.store, self.queue_url = store, queue_url
+    def __init__(self, store: ObjectStore, queue_url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.store, self.queue_url, self.timeout = store, queue_url, timeout
         self._reply_queues: dict[str, Queue] = {}
 
     def finish(self, requests: Queue, done: list[Done]) -> tuple[float, float]:
@@ -167,7 +168,8 @@ class Results:
                 q = self._reply_queues.get(reply_to)
                 if q is None:
                     # Not create=True: a stopped replica's deleted queue stays deleted.
-                    q = self._reply_queues[reply_to] = open_queue(self.queue_url, reply_to, ephemeral=True)
+                    q = open_queue(self.queue_url, reply_to, ephemeral=True, timeout=self.timeout)
+                    self._reply_queues[reply_to] = q
                 q.send_many(replies)
             except QueueMissing:
                 # The replica stopped and deleted its queue: nobody waits for these.
@@ -213,17 +215,18 @@ def answer_dead_letters(queue: Queue, results: Results, limit: int = 50) -> int:
     return taken
 
 
-def resend_lost(store: ObjectStore, queue: Queue, older_than: float) -> int:
-    """Send again the requests of jobs accepted more than `older_than` seconds ago whose
-    messages the queue no longer has; returns how many.
+def resend_lost(store: ObjectStore, queue: Queue, older_than: float, store_now: float | None = None) -> int:
+    """Send again the requests of jobs whose pending records were last written more than
+    `older_than` seconds ago and whose messages the queue no longer has; returns how many.
+    Ages are by the store's clock (`store_now`: its time now), never by another host's.
 
     A queue cannot be asked for a job's message, so this counts: jobs pending in the
     store beyond what the queue holds (waiting, in flight, dead) were lost; the oldest of
     those pending long enough are sent again. A guess that picks one still queued makes
     a duplicate, which is answered once."""
     stats = queue.stats()
-    now, unfinished, candidates = time.time(), 0, []
-    for key in store.keys(PENDING):
+    now, unfinished, candidates = time.time() if store_now is None else store_now, 0, []
+    for key, written in store.scan(PENDING):
         try:
             pending = Pending.from_dict(store.get(key))
         except (NotFound, BadInput):
@@ -232,7 +235,7 @@ def resend_lost(store: ObjectStore, queue: Queue, older_than: float) -> int:
             store.delete(key)  # its worker wrote the output but did not get to remove this
             continue
         unfinished += 1
-        if now - max(pending.accepted_at, pending.resent_at or 0, pending.started_at or 0) > older_than:
+        if now - written > older_than:
             candidates.append(pending)
     lost = min(len(candidates), unfinished - (stats.depth + stats.in_flight + stats.dead))
     if lost <= 0:
@@ -246,12 +249,13 @@ def resend_lost(store: ObjectStore, queue: Queue, older_than: float) -> int:
     return lost
 
 
-def sweep_expired(store: ObjectStore, retention: float) -> dict[str, int]:
+def sweep_expired(store: ObjectStore, retention: float, store_now: float | None = None) -> dict[str, int]:
     """Delete inputs, results, batches and records older than `retention` seconds (0 keeps
-    everything); returns how many were deleted under each prefix."""
+    everything) by the store's clock (`store_now`: its time now); returns how many were
+    deleted under each prefix."""
     if retention <= 0:
         return {}
-    cutoff, deleted = time.time() - retention, {}
+    cutoff, deleted = (time.time() if store_now is None else store_now) - retention, {}
     for prefix in SWEPT:
         old = [key for key, modified in store.scan(prefix) if modified < cutoff]
         for start_at in range(0, len(old), 1000):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from imgrec.background import Loop
 from imgrec.errors import BackendError, BadInput, NotFound
-from imgrec.messages import HEARTBEATS, Heartbeat, dumps, heartbeat_key
+from imgrec.messages import HEARTBEATS, Heartbeat, canary_key, dumps, heartbeat_key
 from imgrec.queues import Queue
 from imgrec.stores import ObjectStore
 
@@ -92,21 +92,57 @@ def process_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def problems(beats: list[Heartbeat]) -> list[str]:
+def problems(beats: list[Heartbeat], detail: bool = True) -> list[str]:
     """What live members say keeps them from their work: an autoscaler that can start no
-    worker, a worker waiting for its model."""
+    worker, a worker waiting for its model. Without `detail`, each in a few words that
+    name no path or address (what a caller without a key may be told)."""
     now = time.time()
-    return sorted({b.problem for b in beats if b.problem and is_alive(b, now, ("running", "waiting"))})
+    live = [b for b in beats if b.problem and is_alive(b, now, ("running", "waiting"))]
+    if detail:
+        return sorted({b.problem for b in live})
+    return sorted({b.problem_kind or f"a {b.role} reports a problem (see imgrec status)" for b in live})
 
 
-def read(store: ObjectStore, role: str) -> list[Heartbeat]:
-    """Every heartbeat of a role (live, stopped, and a worker's retired record)."""
+class StoreClock:
+    """The store's clock as this host reads it, so that members on hosts whose clocks
+    differ judge each other by one clock: how far the store's time is from this host's,
+    found by writing a tiny object and listing when the store says it got it (again every
+    `every` seconds). With the autoscaler's clock five minutes ahead, a live replica's
+    reply queue was deleted every 30 s, and ahead by more than the retention, every result."""
+
+    def __init__(self, store: ObjectStore, member_id: str, every: float = 60.0) -> None:
+        self.store, self.key, self.every = store, canary_key(f"clock-{member_id}"), every
+        self._offset: tuple[float, float] | None = None  # (store time - this host's, when found)
+
+    def offset(self) -> float:
+        """The store's time less this host's, in seconds (BackendError if it cannot tell)."""
+        if self._offset is None or time.monotonic() - self._offset[1] >= self.every:
+            before = time.time()
+            self.store.put(self.key, b"", "text/plain")
+            after = time.time()
+            stored = next((at for key, at in self.store.scan(self.key) if key == self.key), None)
+            if stored is None:  # gone meanwhile (a sweep): this host's clock is all there is
+                return self._offset[0] if self._offset else 0.0
+            self._offset = (stored - (before + after) / 2, time.monotonic())
+        return self._offset[0]
+
+    def now(self) -> float:
+        """The store's time now."""
+        return time.time() + self.offset()
+
+
+def read(store: ObjectStore, role: str, clock: StoreClock | None = None) -> list[Heartbeat]:
+    """Every heartbeat of a role (live, stopped, and a worker's retired record). With
+    `clock`, each beat's `last_seen` is when the store got it, on this host's clock: the
+    member's own clock then never counts."""
+    offset = clock.offset() if clock is not None else None
     beats = []
-    for key in store.keys(HEARTBEATS[role]):
+    for key, stored in store.scan(HEARTBEATS[role]):
         try:
-            beats.append(Heartbeat.from_dict(store.get(key), role))
+            beat = Heartbeat.from_dict(store.get(key), role)
         except (NotFound, BadInput):
             continue  # removed or being replaced right now, or not ours
+        beats.append(beat if offset is None else replace(beat, last_seen=stored - offset))
     return beats
 
 
@@ -140,11 +176,11 @@ def counters(beats: list[Heartbeat]) -> dict[str, int]:
     return out
 
 
-def compact(store: ObjectStore, older_than: float = 300.0) -> int:
+def compact(store: ObjectStore, older_than: float = 300.0, clock: StoreClock | None = None) -> int:
     """Fold the heartbeats of workers stopped (or silent) for `older_than` seconds into one
     retired record, so the counts survive and the listing stays short; returns how many."""
     now = time.time()
-    beats = read(store, "worker")
+    beats = read(store, "worker", clock)
     retired = next((b for b in beats if b.id == RETIRED_ID), Heartbeat(RETIRED_ID, "worker", "retired"))
     gone = [b for b in beats if b.id != RETIRED_ID and not is_alive(b, now) and now - b.last_seen > older_than]
     if not gone:
@@ -159,12 +195,15 @@ def compact(store: ObjectStore, older_than: float = 300.0) -> int:
     return len(gone)
 
 
-def deployment_status(queue: Queue, store: ObjectStore) -> dict:
+def deployment_status(
+    queue: Queue, store: ObjectStore, clock: StoreClock | None = None, detail: bool = True
+) -> dict:
     """The deployment at a glance, from the queue and the heartbeats in the store (what
-    `/api/v1/status`, `/metrics` and `imgrec status` show)."""
+    `/api/v1/status`, `/metrics` and `imgrec status` show); `detail`: the problems as the
+    members wrote them (paths and all), else in a few words."""
     stats = queue.stats()
-    workers = read(store, "worker")
-    overseers = [b for role in ("autoscaler", "supervisor") for b in read(store, role)]
+    workers = read(store, "worker", clock)
+    overseers = [b for role in ("autoscaler", "supervisor") for b in read(store, role, clock)]
     done, counts = totals(workers), counters(overseers)
     return {
         "queue_depth": stats.depth,
@@ -177,14 +216,15 @@ def deployment_status(queue: Queue, store: ObjectStore) -> dict:
         "worker_crashes": counts.get("worker_crashes", 0),
         "hung_workers_replaced": counts.get("hung_workers_replaced", 0),
         "restarts": counts.get("web_restarts", 0) + counts.get("autoscaler_restarts", 0),
-        "problems": problems(overseers + workers),
+        "problems": problems(overseers + workers, detail),
     }
 
 
-def silent_replicas(store: ObjectStore, silent_for: float) -> list[Heartbeat]:
+def silent_replicas(store: ObjectStore, silent_for: float, clock: StoreClock | None = None) -> list[Heartbeat]:
     """Web replicas whose last heartbeat is older than `silent_for` seconds."""
+    beats = read(store, "web", clock)
     now = time.time()
-    return [b for b in read(store, "web") if now - b.last_seen >= silent_for]
+    return [b for b in beats if now - b.last_seen >= silent_for]
 
 
 def forget(store: ObjectStore, beat: Heartbeat) -> None:

@@ -103,6 +103,10 @@ class Settings(BaseSettings):
         "a file a worker writes once its model answered a warm-up inference, and removes as it stops (a readiness probe)",
         shown="(none)",
     )
+    backend_timeout: Duration = _setting(
+        5.0, "seconds a call to the store or a queue may take (connect, then each answer); past it the call fails as "
+        "an outage: 503 for an upload, a pause for a worker, never a hang", gt=0,
+    )
     allow_volatile_queue: bool = _setting(
         False, "start on a Redis that keeps nothing on disk (a restart loses accepted jobs; they are sent again)"
     )

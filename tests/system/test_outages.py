@@ -135,3 +135,47 @@ def test_a_queue_outage_fails_no_good_job(request, start, moto_server, variants,
     svc = start({**moto_server.env, **queue_env})
     _run_through_an_outage(svc, variants, expected, proxy.stop, proxy.start)
     assert svc.stop() == 0
+
+
+def _stalling(kind: str, request, moto_endpoint: str) -> tuple[dict, TcpProxy]:
+    """The environment for a backend behind a proxy that can freeze it: it stalls, it does not fail."""
+    if kind in ("redis", "sqs"):
+        return _queue(kind, request, moto_endpoint)
+    proxy = TcpProxy(("127.0.0.1", int(moto_endpoint.rsplit(":", 1)[1])))
+    env = {"IMGREC_STORE": f"s3://o{uuid.uuid4().hex[:10]}/run", "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{proxy.port}"}
+    return env, proxy
+
+
+@pytest.mark.parametrize("kind", ["s3", "redis", "sqs"])
+def test_a_backend_that_stalls_is_an_outage_not_a_hang(request, start, moto_server, variants, expected, kind):
+    """The backend freezes (connections open, no byte answered) under a backlog: uploads get
+    a prompt 503 and /readyz answers within a second, every call being bounded by
+    IMGREC_BACKEND_TIMEOUT (2 s here); thawed, every job is done and none failed."""
+    env, proxy = _stalling(kind, request, moto_server.endpoint)
+    svc = start({**moto_server.env, **env, "IMGREC_BACKEND_TIMEOUT": "2"})
+    files = [("file", (n, d, "image/jpeg")) for n, d in variants.items()]
+    jobs = httpx.post(svc.url + "/api/v1/jobs", files=files, timeout=60).json()["jobs"]
+    proxy.freeze()
+    try:
+        for _ in range(2):
+            started = time.monotonic()
+            upload = httpx.post(svc.url + "/api/v1/jobs", files=files[:2], timeout=30)
+            took = time.monotonic() - started
+            assert upload.status_code == 503 and took < 10, (upload.status_code, took)
+            started = time.monotonic()
+            ready = httpx.get(svc.url + "/readyz", timeout=30)
+            took = time.monotonic() - started
+            assert ready.status_code == 503 and took < 1.5, (ready.text, took)
+    finally:
+        proxy.thaw()
+    wait_until(lambda: httpx.get(svc.url + "/readyz", timeout=10).status_code == 200, 60, 0.5, "ready again")
+
+    def states():
+        answers = [httpx.get(svc.url + j["url"], timeout=10) for j in jobs]
+        found = [a.json() for a in answers if a.status_code == 200]
+        return found if len(found) == len(jobs) and all(s["status"] in ("done", "failed") for s in found) else None
+
+    final = wait_until(states, 120, 0.5, "every job to finish")
+    assert [s["result"]["label"] for s in final] == [expected[j["filename"]] for j in jobs]
+    assert svc.status()["dead_letter"] == 0
+    assert svc.stop() == 0

@@ -26,10 +26,13 @@ log = logging.getLogger("imgrec.autoscaler.housekeeping")
 REPLICA_SILENT_FOR = 300.0  # seconds: far past any heartbeat gap and any request timeout
 
 
-def sweep_reply_queues(store: ObjectStore, queue_url: str, silent_for: float = REPLICA_SILENT_FOR) -> list[str]:
-    """Delete the reply queues of web replicas silent for `silent_for` seconds; their names."""
+def sweep_reply_queues(
+    store: ObjectStore, queue_url: str, silent_for: float = REPLICA_SILENT_FOR, clock: presence.StoreClock | None = None
+) -> list[str]:
+    """Delete the reply queues of web replicas silent for `silent_for` seconds (by the
+    store's clock, with `clock`); their names."""
     removed = []
-    for beat in presence.silent_replicas(store, silent_for):
+    for beat in presence.silent_replicas(store, silent_for, clock):
         try:
             queue = open_queue(queue_url, beat.id)
         except QueueMissing:
@@ -48,8 +51,12 @@ def sweep_reply_queues(store: ObjectStore, queue_url: str, silent_for: float = R
 class Housekeeping:
     """The chores above, each at its own pace, from the autoscaler's loop."""
 
-    def __init__(self, queue: Queue, results: jobs.Results, *, every: float, lost_after: float, retention: float) -> None:
+    def __init__(
+        self, queue: Queue, results: jobs.Results, *, every: float, lost_after: float, retention: float, member_id: str,
+    ) -> None:
         self.queue, self.results, self.store = queue, results, results.store
+        # Every age here is by the store's clock: other hosts' clocks, and this one's, may differ.
+        self.clock = presence.StoreClock(self.store, member_id)
         self.every, self.lost_after, self.retention = every, lost_after, retention
         # Sweeping for expired objects lists the whole store: an hour apart at most, a
         # twenty-fourth of the retention time for short ones.
@@ -66,8 +73,10 @@ class Housekeeping:
         if dead_letters:
             jobs.answer_dead_letters(self.queue, self.results)
         if self._due("often", self.every):
-            sweep_reply_queues(self.store, self.results.queue_url)
-            presence.compact(self.store)
-            jobs.resend_lost(self.store, self.queue, self.lost_after)
+            sweep_reply_queues(self.store, self.results.queue_url, clock=self.clock)
+            presence.compact(self.store, clock=self.clock)
+            jobs.resend_lost(self.store, self.queue, self.lost_after, self.clock.now())
         if self.retention > 0 and self._due("retention", self.retention_every):
-            jobs.sweep_expired(self.store, self.retention)
+            deleted = jobs.sweep_expired(self.store, self.retention, self.clock.now())
+            log.info("retention sweep: %d objects older than %g s by the store's clock deleted",
+                     sum(deleted.values()), self.retention)

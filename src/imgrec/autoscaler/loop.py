@@ -37,6 +37,7 @@ class ModelCheck:
         self.variant = variant
         self._seen: tuple[float, str] = (-every, "")
         self._pulled, self._failed = -pull_every, ""
+        self.kind = ""  # the problem in a few words, naming no path or address
 
     def problem(self) -> str:
         when, problem = self._seen
@@ -44,9 +45,10 @@ class ModelCheck:
             return problem
         try:
             self._look()
-            now = ""
+            now = self.kind = ""
         except (ModelMissing, BackendError) as exc:
             now = f"workers cannot start: {exc}"
+            self.kind = "workers cannot start: " + ("no model" if isinstance(exc, ModelMissing) else "the store fails")
         if now != problem:
             (log.error if now else log.info)(now or f"model found in {self.model_dir}; starting workers")
         self._seen = (time.monotonic(), now)

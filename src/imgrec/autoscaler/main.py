@@ -35,20 +35,22 @@ def run_autoscaler(settings: Settings) -> None:
     queue = request_queue(settings)
     actuator = open_actuator(settings.actuator, child_env({**os.environ, **worker_settings(settings).to_env()}), settings)
     config = ScalingConfig.from_settings(settings)
-    results = jobs.Results(open_store(settings.store_url), settings.queue_url)
+    results = jobs.Results(open_store(settings.store_url, settings.backend_timeout), settings.queue_url, settings.backend_timeout)
     chores = Housekeeping(
         queue, results, every=max(5.0, settings.visibility_timeout), lost_after=2 * settings.visibility_timeout,
-        retention=settings.retention,
+        retention=settings.retention, member_id=f"autoscaler-{socket.gethostname()}-{os.getpid()}",
     )
     # Only workers started here need a model here; `--max-workers 0` (the housekeeping of
     # a deployment whose workers run elsewhere) starts none.
     local = settings.actuator in ("", "local") and settings.max_workers > 0
-    check = ModelCheck(settings.model_path, results.store, variant=settings.model).problem if local else (lambda: "")
+    model_check = ModelCheck(settings.model_path, results.store, variant=settings.model) if local else None
+    check = model_check.problem if model_check else (lambda: "")
     scaler = Autoscaler(queue, actuator, config, settings.poll_interval, chores, check)
     on_stop_signal(scaler.stop)
     stop_with_parent()
     beat = Presence(results.store, "autoscaler", f"{socket.gethostname()}-{os.getpid()}",
-                    lambda: {"counters": dict(actuator.counters), "problem": check()}).start()
+                    lambda: {"counters": dict(actuator.counters), "problem": check(),
+                             "problem_kind": model_check.kind if model_check else ""}).start()
     log.info(
         "autoscaler: %d..%d workers, %d messages per worker", config.min_workers, config.max_workers,
         config.target_per_worker,

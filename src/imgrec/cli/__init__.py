@@ -47,6 +47,7 @@ class WithPlugins(TyperGroup):
 
 app = typer.Typer(cls=WithPlugins, no_args_is_help=True, add_completion=False, help="Elastic image recognition.")
 model_app = typer.Typer(no_args_is_help=True, help="Build, inspect, push or pull the ONNX model.")
+queue_app = typer.Typer(no_args_is_help=True, help="Check or salvage the SQLite queue's file.")
 
 
 @app.callback()
@@ -72,6 +73,9 @@ app.command("config")(service.config)
 app.command("submit")(ops.submit)
 app.command("status")(ops.status)
 app.command("gc")(ops.gc)
+app.add_typer(queue_app, name="queue")
+queue_app.command("check")(ops.queue_check)
+queue_app.command("salvage")(ops.queue_salvage)
 # The model, and the model here without a service.
 app.add_typer(model_app, name="model")
 model_app.command("build")(models.build)

@@ -105,14 +105,61 @@ def gc(
 ) -> None:
     """Delete inputs, results and records older than the retention time, now (the
     autoscaler does it every hour)."""
+    import os
+    import socket
+
     from imgrec.jobs import sweep_expired
+    from imgrec.presence import StoreClock
     from imgrec.stores import open_store
 
     settings = ctx.obj.with_overrides(retention=retention)
     if settings.retention <= 0:
         console.print("retention is 0: everything is kept for ever, nothing to do")
         return
-    deleted = sweep_expired(open_store(settings.store_url), settings.retention)
+    store = open_store(settings.store_url)
+    clock = StoreClock(store, f"gc-{socket.gethostname()}-{os.getpid()}")  # ages by the store's clock
+    deleted = sweep_expired(store, settings.retention, clock.now())
     for prefix, n in deleted.items():
         console.print(f"deleted {n} objects under {prefix}")
     console.print(f"done: {sum(deleted.values())} objects older than {settings.retention:g} s deleted")
+
+
+def _sqlite_only(settings) -> str:
+    from imgrec.errors import ConfigError
+
+    if not settings.queue_url.startswith("sqlite://"):
+        raise ConfigError(
+            f"{settings.queue_url.split(':', 1)[0]} keeps its queue on its server: check it with the server's own tools"
+        )
+    return settings.queue_url
+
+
+def queue_check(ctx: typer.Context) -> None:
+    """Check the SQLite queue's file for damage (run it any time: it only reads)."""
+    import sqlite3
+
+    from imgrec.queues.sqlite import _path_from_url, problems
+
+    path = _path_from_url(_sqlite_only(ctx.obj))
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            found = problems(db, most=100)
+    except sqlite3.DatabaseError as exc:
+        found = [str(exc)]
+    if not found:
+        console.print(f"{path}: no damage found")
+        return
+    console.print(f"{path} is damaged:", *found, sep="\n  ")
+    console.print("stop imgrec, then run: imgrec queue salvage")
+    raise typer.Exit(1)
+
+
+def queue_salvage(ctx: typer.Context) -> None:
+    """Keep a damaged SQLite queue file beside it and copy what it can read into a new one
+    (run it with imgrec stopped)."""
+    from imgrec.queues.sqlite import salvage
+
+    saved, lost, kept = salvage(_sqlite_only(ctx.obj))
+    console.print(f"saved {saved} messages into a new {ctx.obj.queue_url}; {lost} could not be read; the damaged file "
+                  f"is kept as {kept}. Accepted jobs whose messages were lost are sent again from their pending "
+                  "records by the autoscaler's housekeeping once imgrec runs.")

@@ -238,7 +238,8 @@ class Heartbeat:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     progress_at: float = 0.0  # a worker's loop last went round (a hung one stops it)
     counters: dict[str, int] = field(default_factory=dict)  # e.g. an autoscaler's worker crashes
-    problem: str = ""  # what keeps this member from its work, for a person
+    problem: str = ""  # what keeps this member from its work, for a person (its operator: paths and all)
+    problem_kind: str = ""  # the same in a few words naming no path or address: what anyone may be told
     model: str = ""  # a worker's model, name@sha256 (first 12 digits)
 
     @property

@@ -3,6 +3,8 @@ store, as rich tables or JSON. Reads only: it works from any host with the setti
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -58,8 +60,9 @@ def gather(settings: Settings) -> dict:
         "queue": redact(settings.queue_url),
         "retention_seconds": settings.retention,
     }
+    clock = presence.StoreClock(store, f"status-{socket.gethostname()}-{os.getpid()}")  # one clock for every host
     try:
-        view["summary"] = presence.deployment_status(queue, store)
+        view["summary"] = presence.deployment_status(queue, store, clock)
     finally:
         queue.close()
     try:
@@ -68,7 +71,8 @@ def gather(settings: Settings) -> dict:
     except ImgrecError as exc:
         view["model"] = {"name": None, "sha256": None, "where": str(exc)}
     for role in HEARTBEATS:
-        view[role] = [_member(b, now) for b in sorted(presence.read(store, role), key=lambda b: (b.host, b.started))]
+        beats = presence.read(store, role, clock)
+        view[role] = [_member(b, now) for b in sorted(beats, key=lambda b: (b.host, b.started))]
     return view
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from imgrec.errors import ConfigError
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from imgrec.settings import Settings
 
 
-def open_queue(url: str, name: str, *, create: bool = False, **options) -> Queue:
+def open_queue(url: str, name: str, *, create: bool = False, **options: Any) -> Queue:
     """The adapter for a URL, e.g. ``sqlite:///var/lib/imgrec/queue.sqlite3``.
 
     `create` makes the queue if it is missing (and uses it as it is otherwise); without
@@ -50,7 +50,7 @@ def request_queue(settings: Settings) -> Queue:
     nothing on disk is refused unless the operator said it is fine (jobs it loses are
     sent again from their pending records, but clients waiting meanwhile time out)."""
     queue = open_queue(
-        settings.queue_url, REQUEST_QUEUE, create=True,
+        settings.queue_url, REQUEST_QUEUE, create=True, timeout=settings.backend_timeout, check=True,
         visibility_timeout=settings.visibility_timeout, max_receives=settings.max_receives + DELIVERY_SLACK,
     )
     if (why := queue.volatile()) and not settings.allow_volatile_queue:

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 from imgrec.errors import ConfigError
 from imgrec.messages import JsonObject
+from imgrec.settings import Settings
+
+DEFAULT_TIMEOUT: float = Settings.model_fields["backend_timeout"].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +44,18 @@ class QueueStats:
 
 class Queue(ABC):
     def __init__(
-        self, name: str, *, visibility_timeout: float = 30.0, max_receives: int = 5, ephemeral: bool = False
+        self, name: str, *, visibility_timeout: float = 30.0, max_receives: int = 5, ephemeral: bool = False,
+        timeout: float = DEFAULT_TIMEOUT, check: bool = False,
     ) -> None:
         if not name or len(name) > 80 or not all(c.isalnum() or c in "-_" for c in name):
             raise ConfigError(f"bad queue name {name!r}: letters, digits, - and _ only, up to 80")
         self.name = name
+        # Seconds a call may take before it fails as BackendUnavailable, where the adapter
+        # can bound it (a server that stalls is an outage, never a hang).
+        self.timeout = timeout
+        # Look for damage when opening (the request queue, at each process's start): one
+        # line saying what to do, rather than a service that never gets ready.
+        self.check = check
         self.visibility_timeout = visibility_timeout
         self.max_receives = max_receives
         # Its messages need not outlive the machine (a web replica's replies: a power loss

@@ -51,10 +51,11 @@ class RedisQueue(Queue):
         self.key = f"{prefix}:{name}"
         self.dead_key = f"{self.key}:dead"
         self._consumer = uuid.uuid4().hex
-        # Timeouts, so that a Redis that stops answering is an error, never a hang.
+        # Timeouts, so that a Redis that stops answering is an outage within `timeout`
+        # seconds (beyond the longest block of a receive), never a hang.
         self._redis = client or redis.Redis.from_url(
             urlunparse(parsed._replace(query="")), decode_responses=True,
-            socket_timeout=_MAX_BLOCK + 10, socket_connect_timeout=5,
+            socket_timeout=_MAX_BLOCK + self.timeout, socket_connect_timeout=self.timeout,
         )
         self._response_error = redis.ResponseError
         self._creates = create

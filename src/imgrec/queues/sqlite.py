@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -10,7 +11,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
-from imgrec.errors import BackendError, BackendUnavailable, ConfigError, QueueMissing, translating
+from imgrec.errors import BackendError, BackendUnavailable, ConfigError, QueueDamaged, QueueMissing, translating
 from imgrec.queues._wake import Waiter, wake_all
 from imgrec.queues.base import Message, Queue, QueueStats
 
@@ -52,6 +53,21 @@ def _path_from_url(url: str) -> Path:
     return path
 
 
+def problems(db: sqlite3.Connection, most: int = 5) -> list[str]:
+    """What SQLite's quick check finds wrong with the file ([] if nothing), one line each."""
+    found = [line.strip() for row in db.execute(f"PRAGMA quick_check({most})") for line in str(row[0]).splitlines()]
+    found = [line for line in found if line and not line.startswith("***")]
+    return [] if found == ["ok"] else found
+
+
+def damaged(path: Path, exc: Exception) -> QueueDamaged:
+    return QueueDamaged(
+        f"the queue file {path} is damaged ({exc}). Stop imgrec, then run `imgrec queue salvage` with the same "
+        "settings: it keeps the damaged file beside it, copies every message it can read into a new one, and says "
+        "how many; accepted jobs whose messages are lost are sent again from their pending records"
+    )
+
+
 class SqliteQueue(Queue):
     """All queues share one table of messages; a table of names says which exist."""
 
@@ -64,13 +80,21 @@ class SqliteQueue(Queue):
         self._wake_dir = self.path.with_name(self.path.name + ".wake") / name
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # Every commit survives a process crash. A send to a lasting queue is also synced
-        # (FULL), so what the web tier accepted survives a power loss. Receives, acks and
-        # extensions are not (NORMAL): one lost to a power loss only means a redelivery,
-        # which workers answer from the store. A later synced commit carries them anyway.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # Every commit survives a process crash. A send to a lasting queue is also synced
+            # (FULL), so what the web tier accepted survives a power loss. Receives, acks and
+            # extensions are not (NORMAL): one lost to a power loss only means a redelivery,
+            # which workers answer from the store. A later synced commit carries them anyway.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            if self.check and (found := problems(self._db, most=2)):
+                raise sqlite3.DatabaseError("; ".join(found[:2]))
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise  # locked, full, unreadable: an outage, not damage
+            raise damaged(self.path, exc) from None
         self._waiter: Waiter | None = None
         if create:
             self.create()
@@ -251,3 +275,65 @@ class SqliteQueue(Queue):
             self._waiter = None
         with self._lock:
             self._db.close()
+
+
+# --- a damaged file ---------------------------------------------------------------------
+
+
+def salvage(url: str) -> tuple[int, int, Path]:
+    """Keep the queue file of `url` (and its WAL) beside it as `<name>.damaged-<time>` and
+    copy every message it can still read into a new file at its place; returns (messages
+    saved, ranges of messages lost, where the damaged file is). Run it with imgrec stopped."""
+    path = _path_from_url(url)
+    kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{path}{suffix}").exists():
+            os.replace(f"{path}{suffix}", f"{kept}{suffix}")
+    old = sqlite3.connect(f"file:{kept}?mode=ro", uri=True, isolation_level=None)
+    new = sqlite3.connect(path, isolation_level=None)
+    new.execute("PRAGMA journal_mode=WAL")
+    new.executescript(_SCHEMA)
+    try:
+        for table, columns in (("queues", "name"), ("sent", "queue, at")):
+            rows = _readable(old, f"SELECT {columns} FROM {table}")
+            marks = ", ".join("?" * len(columns.split(",")))
+            new.executemany(f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})", rows)
+        saved, lost = _copy_messages(old, new)
+    finally:
+        old.close()
+        new.close()
+    return saved, lost, kept
+
+
+def _readable(db: sqlite3.Connection, query: str, args: tuple = ()) -> list[tuple]:
+    try:
+        return db.execute(query, args).fetchall()
+    except sqlite3.DatabaseError:
+        return []
+
+
+_MESSAGE_COLUMNS = "seq, queue, body, visible_at, receive_count, receipt"
+
+
+def _copy_messages(old: sqlite3.Connection, new: sqlite3.Connection) -> tuple[int, int]:
+    """Messages by ranges of their numbers, each range halved where reading it fails, until
+    single messages: (copied, unreadable ranges)."""
+    highest = max([r[0] or 0 for r in _readable(old, "SELECT MAX(seq) FROM messages")]
+                  + [r[0] or 0 for r in _readable(old, "SELECT seq FROM sqlite_sequence WHERE name = 'messages'")]
+                  + [0])
+    copied = lost = 0
+    ranges = [(1, highest)] if highest else []
+    while ranges:
+        low, high = ranges.pop()
+        try:
+            rows = old.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seq BETWEEN ? AND ?", (low, high)).fetchall()
+        except sqlite3.DatabaseError:
+            if low == high:
+                lost += 1
+            else:
+                middle = (low + high) // 2
+                ranges += [(middle + 1, high), (low, middle)]
+            continue
+        new.executemany(f"INSERT OR IGNORE INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        copied += len(rows)
+    return copied, lost

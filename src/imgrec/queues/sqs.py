@@ -45,7 +45,17 @@ class SqsQueue(Queue):
         suffix = ".fifo" if self.fifo else ""
         self.sqs_name = f"{prefix}-{name}{suffix}"
         self.dead_name = f"{prefix}-{name}-dead{suffix}"
-        self._sqs = client or boto3.client("sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+        # Each call bounded, so that an SQS that stalls is an outage within about `timeout`
+        # seconds (half for the connection and each answer, one retry), never a hang; a
+        # receive's client waits for its long poll besides.
+        def client_for(longest_wait: float):
+            return boto3.client("sqs", config=Config(
+                retries={"mode": "standard", "total_max_attempts": 2},
+                connect_timeout=self.timeout / 2, read_timeout=self.timeout / 2 + longest_wait,
+            ))
+
+        self._sqs = client or client_for(0.0)
+        self._receiving = client or client_for(_MAX_LONG_POLL)
         self._errors = self._sqs.exceptions
         if create:
             self.create()
@@ -124,7 +134,7 @@ class SqsQueue(Queue):
                 self.ack(chunk[int(failed["Id"])])
 
     def _receive(self, url: str, max_messages: int, wait: float) -> list[Message]:
-        response = self._sqs.receive_message(
+        response = self._receiving.receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=max(1, min(_MAX_BATCH, max_messages)),
             # Whole seconds only: a wait under half a second is a short poll, not a 1 s one.

@@ -7,13 +7,16 @@ from collections.abc import Callable
 from urllib.parse import urlparse
 
 from imgrec.errors import ConfigError
+from imgrec.settings import Settings
 from imgrec.stores.base import ObjectStore, check_key
 
 __all__ = ["ObjectStore", "check_key", "open_store"]
+DEFAULT_TIMEOUT: float = Settings.model_fields["backend_timeout"].default
 
 
-def open_store(url: str) -> ObjectStore:
-    """The adapter for a URL, e.g. ``file:///var/lib/imgrec/store``."""
+def open_store(url: str, timeout: float = DEFAULT_TIMEOUT) -> ObjectStore:
+    """The adapter for a URL, e.g. ``file:///var/lib/imgrec/store``. `timeout`: seconds a
+    call may take before it fails as an outage, where the adapter can bound it (S3)."""
     scheme = urlparse(url).scheme
     adapter: Callable[..., ObjectStore]
     if scheme == "file":
@@ -24,4 +27,4 @@ def open_store(url: str) -> ObjectStore:
         from imgrec.stores.memory import MemoryStore as adapter
     else:
         raise ConfigError(f"unknown store URL {url!r}: supported schemes are file:// and s3://")
-    return adapter(url)
+    return adapter(url, timeout=timeout)

@@ -42,7 +42,7 @@ _guard = translating(_translate)
 
 class LocalStore(ObjectStore):
     @_guard
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = 0.0) -> None:  # a local disk's calls cannot be bounded
         parsed = urlparse(url)
         self.root = Path(unquote(parsed.netloc + parsed.path)).resolve()
         self.root.mkdir(parents=True, exist_ok=True)

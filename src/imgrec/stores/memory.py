@@ -19,7 +19,7 @@ _LOCK = threading.Lock()
 
 
 class MemoryStore(ObjectStore):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = 0.0) -> None:
         name = urlparse(url).netloc
         with _LOCK:
             self._objects = _STORES.setdefault(name, {})

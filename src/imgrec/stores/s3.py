@@ -14,6 +14,7 @@ from typing import BinaryIO
 from urllib.parse import parse_qs, urlparse
 
 from imgrec.errors import BackendError, ConfigError, NotFound, aws_error, require, translating
+from imgrec.stores import DEFAULT_TIMEOUT
 from imgrec.stores.base import ObjectStore, check_key
 
 _guard = translating(lambda exc: aws_error(exc, "S3 store"))
@@ -22,7 +23,7 @@ _DELETE_BATCH = 1000  # S3's limit of keys per DeleteObjects request
 
 class S3Store(ObjectStore):
     @_guard
-    def __init__(self, url: str, client=None) -> None:
+    def __init__(self, url: str, client=None, timeout: float = DEFAULT_TIMEOUT) -> None:
         boto3 = require("boto3", "aws", "the S3 store")
         from botocore.config import Config
 
@@ -34,7 +35,12 @@ class S3Store(ObjectStore):
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         style = options.get("addressing", "path" if custom_endpoint else "auto")
-        config = Config(s3={"addressing_style": style}, retries={"mode": "standard", "max_attempts": 5})
+        # Each call bounded: a server that stalls is an outage within about `timeout`
+        # seconds (half for the connection and each answer, one retry), never a hang.
+        config = Config(
+            s3={"addressing_style": style}, retries={"mode": "standard", "total_max_attempts": 2},
+            connect_timeout=timeout / 2, read_timeout=timeout / 2,
+        )
         self._s3 = client or boto3.client("s3", config=config)
         self._errors = self._s3.exceptions
 

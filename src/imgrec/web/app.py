@@ -38,15 +38,19 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = open_store(settings.store_url)
+        store = open_store(settings.store_url, settings.backend_timeout)
         requests = request_queue(settings)
-        reply_queue = open_queue(settings.queue_url, REPLY_QUEUE_PREFIX + new_id()[:16], create=True, ephemeral=True)
+        reply_queue = open_queue(
+            settings.queue_url, REPLY_QUEUE_PREFIX + new_id()[:16], create=True, ephemeral=True,
+            timeout=settings.backend_timeout,
+        )
         replies = ReplyListener(reply_queue, store, metrics)
         replies.start()
         intake = Intake(settings, store, requests, replies, metrics, clock)
         readiness = Readiness(store, requests, replies.name, lambda: replies.healthy, clock=clock)
-        history = StatusHistory(lambda: presence.deployment_status(requests, store))
-        parts = Parts(settings, store, requests, intake, metrics, readiness, history, clock)
+        store_clock = presence.StoreClock(store, replies.name)
+        history = StatusHistory(lambda: presence.deployment_status(requests, store, store_clock))
+        parts = Parts(settings, store, requests, intake, metrics, readiness, history, store_clock, clock)
         metrics.watch_system(parts.status)
         app.state.parts = parts
         history.start()

@@ -26,7 +26,7 @@ from imgrec.web import batches
 from imgrec.web.backlog import Backlog
 from imgrec.web.metrics import WebMetrics
 from imgrec.web.replies import ReplyListener
-from imgrec.web.uploads import Upload, check_files, read_form, receive_body
+from imgrec.web.uploads import Upload, check_files, receive_files
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class Intake:
         # Pending records are written beside the inputs, not after them: two syncs (or two
         # round trips to S3) at once rather than one after the other.
         self._beside = ThreadPoolExecutor(settings.max_concurrent_uploads, thread_name_prefix="pending")
+        # Header checks on threads of their own: however many hostile files arrive at once,
+        # each check is bounded (imaging.header) and none delays the store's writes.
+        self._checks = ThreadPoolExecutor(2, thread_name_prefix="header-check")
 
     async def take(
         self, request: HttpRequest, fields: tuple[str, ...], max_files: int, *, wait: bool, always_batch: bool
@@ -63,19 +66,20 @@ class Intake:
         Overloaded when it would take the backlog past its limit."""
         await self.backlog.refresh()
         self.backlog.check(1)  # full already: say so before receiving anything
-        spool = await receive_body(request)
+        received = await receive_files(request, fields, max_files)
         try:
             async with self.gate:
                 started = time.perf_counter()
-                async with read_form(request, spool, fields, max_files) as files:
-                    uploads = await asyncio.to_thread(check_files, files, self.limits)
-                    self.stage.labels("parse").observe(time.perf_counter() - started)
-                    await self.backlog.refresh()
-                    with self.backlog.reserve(sum(1 for u in uploads if not u.error)):
-                        batch_id = new_id() if always_batch or len(uploads) > 1 else None
-                        return batch_id, await self.submit(uploads, wait=wait, batch_id=batch_id)
+                loop = asyncio.get_running_loop()
+                uploads = await loop.run_in_executor(self._checks, check_files, received, self.limits)
+                self.stage.labels("parse").observe(time.perf_counter() - started)
+                await self.backlog.refresh()
+                with self.backlog.reserve(sum(1 for u in uploads if not u.error)):
+                    batch_id = new_id() if always_batch or len(uploads) > 1 else None
+                    return batch_id, await self.submit(uploads, wait=wait, batch_id=batch_id)
         finally:
-            spool.close()
+            for u in received:
+                u.file.close()
 
     async def submit(self, uploads: list[Upload], *, wait: bool, batch_id: str | None) -> list[Submitted]:
         submitted: list[Submitted] = []
@@ -112,6 +116,7 @@ class Intake:
 
     def close(self) -> None:
         self._beside.shutdown(wait=False)
+        self._checks.shutdown(wait=False)
 
     async def wait_all(self, submitted: list[Submitted]) -> list[dict | None]:
         """Each file's result as the API shows it, in upload order (a refused file's entry

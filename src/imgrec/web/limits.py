@@ -4,9 +4,15 @@
   or the bytes received pass it, without reading the rest;
 - time: the whole body must arrive within `deadline` seconds, and after the first
   GRACE seconds at `min_rate` bytes/s on average, else 408: a client that trickles
-  bytes cannot hold a connection for ever;
+  bytes cannot hold a connection for ever. Only the time the service spends waiting
+  for the client's bytes counts: a request that waits for a free thread before its
+  body is read is not slow for it (the client's bytes wait in the socket meanwhile);
 - clients: one client address may have at most `per_client` requests with a body
   in progress (429 above), so one host cannot take every connection.
+
+Whether a request has a body is read as HTTP says: a Content-Length other than 0, or
+any Transfer-Encoding, whatever its case (`Chunked` is chunked: the HTTP parser decodes
+it so, and a guard that thought otherwise let 1 GiB uploads through).
 
 (The request line and headers have their own deadline, in `protocol`.)
 """
@@ -90,23 +96,25 @@ class UploadGuard:
 
 class _GuardedBody:
     """The request's `receive`, raising BodyTooLarge past `max_bytes` and BodyTooSlow past
-    the deadline or below the rate."""
+    the deadline or below the rate, both counted in the time spent waiting for the client."""
 
     def __init__(self, receive, max_bytes: int, deadline: float, min_rate: float) -> None:
         self._receive, self.max_bytes, self.deadline, self.min_rate = receive, max_bytes, deadline, min_rate
-        self.started_at, self.seen, self.complete = time.monotonic(), 0, False
+        self.waited, self.seen, self.complete = 0.0, 0, False
 
     async def receive(self):
         if self.complete:  # the body is in; what comes now is a disconnect, whenever it comes
             return await self._receive()
-        elapsed = time.monotonic() - self.started_at
-        left = min(self.deadline, GRACE + self.seen / self.min_rate) - elapsed
+        left = min(self.deadline, GRACE + self.seen / self.min_rate) - self.waited
         if left <= 0:
             raise BodyTooSlow
+        started = time.monotonic()
         try:
             message = await asyncio.wait_for(self._receive(), left)
         except TimeoutError:
             raise BodyTooSlow from None
+        finally:
+            self.waited += time.monotonic() - started
         if message["type"] == "http.request":
             self.seen += len(message.get("body", b""))
             self.complete = not message.get("more_body", False)
@@ -116,6 +124,10 @@ class _GuardedBody:
 
 
 def _has_body(scope) -> bool:
-    headers = dict(scope["headers"])
-    length = headers.get(b"content-length")
-    return (length is not None and length != b"0") or b"chunked" in headers.get(b"transfer-encoding", b"")
+    length = transfer = None
+    for name, value in scope["headers"]:  # ASGI gives header names lowercased
+        if name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            transfer = value
+    return (length is not None and length.strip() != b"0") or transfer is not None

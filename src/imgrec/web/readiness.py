@@ -1,7 +1,12 @@
 """Whether this replica can take uploads now: its reply listener is listening, the
-queue answers and the store takes a write (a tiny canary object). Looked at most
-once a second, so a load balancer probing often costs the backends little. The
-answer names what is wrong, never where it lives: backend addresses stay in the log."""
+queue answers and the store takes a write (a tiny canary object).
+
+Looked at most once a second, so a load balancer probing often costs the backends
+little, and answered within ANSWER_WITHIN seconds whatever the backends do: a look
+that takes longer (a store or queue that stalls rather than fails) makes the answer
+"not ready" while it goes on in the background. The answer names what is wrong,
+never where it lives: backend addresses stay in the log.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from imgrec.queues import Queue
 from imgrec.stores import ObjectStore
 
 log = logging.getLogger("imgrec.web")
+ANSWER_WITHIN = 0.5  # seconds /readyz waits for a look at the backends
 
 
 class Readiness:
@@ -25,19 +31,24 @@ class Readiness:
     ) -> None:
         self.store, self.queue, self.key, self.every = store, queue, canary_key(member_id), every
         self.listening, self.clock = listening, clock
-        self._seen: tuple[float, str | None] = (clock() - every, None)
+        self._looked_at = clock() - every
+        self._look: asyncio.Future[str | None] | None = None
 
     async def problem(self) -> str | None:
         """None when ready, else what is wrong, for a person."""
         if not self.listening():
             return "this replica's reply listener is not running"
-        when, problem = self._seen
-        if self.clock() - when >= self.every:
-            problem = await asyncio.to_thread(self._look)
-            self._seen = (self.clock(), problem)
-        return problem
+        if self._look is None or (self._look.done() and self.clock() - self._looked_at >= self.every):
+            self._look = asyncio.ensure_future(asyncio.to_thread(self._check))
+            self._looked_at = self.clock()
+        if not self._look.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._look), ANSWER_WITHIN)
+            except TimeoutError:
+                return "the store or the queue does not answer"
+        return self._look.result()
 
-    def _look(self) -> str | None:
+    def _check(self) -> str | None:
         try:
             self.queue.stats()
         except BackendError as exc:

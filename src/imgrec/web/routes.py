@@ -64,19 +64,21 @@ class Parts:
     metrics: WebMetrics
     readiness: Readiness
     history: StatusHistory
+    store_clock: presence.StoreClock  # other hosts' heartbeats are judged by the store's clock
     clock: Callable[[], float] = time.monotonic  # for the caches of what is looked at every few seconds
     _looked: tuple[float, bool] = (-1e9, False)
 
     def status(self) -> dict:
-        return presence.deployment_status(self.requests, self.store)
+        """The deployment's status; its problems say where only to callers with a key."""
+        return presence.deployment_status(self.requests, self.store, self.store_clock, detail=bool(self.settings.keys))
 
     async def ensure_workers_can_run(self) -> None:
         """For a client about to wait: refuse at once when no worker runs and the
         autoscalers (or workers waiting for a model) say why (looked at every few seconds)."""
         now = self.clock()
         if now - self._looked[0] > 3.0:
-            workers = await asyncio.to_thread(presence.read, self.store, "worker")
-            overseers = await asyncio.to_thread(presence.read, self.store, "autoscaler")
+            workers = await asyncio.to_thread(presence.read, self.store, "worker", self.store_clock)
+            overseers = await asyncio.to_thread(presence.read, self.store, "autoscaler", self.store_clock)
             blocked = not any(presence.is_alive(w) for w in workers) and bool(presence.problems(overseers + workers))
             self._looked = (now, blocked)
         if self._looked[1]:

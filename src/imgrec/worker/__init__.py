@@ -55,13 +55,13 @@ class _Worker:
 
     def __init__(self, settings: Settings, worker_id: str, born: float) -> None:
         self.settings, self.id = settings, worker_id
-        self.store = open_store(settings.store_url)
+        self.store = open_store(settings.store_url, settings.backend_timeout)
         self.queue = request_queue(settings)  # a queue set up wrong is said at once, not after the wait
         if settings.ready_file:  # one left by a worker that died (a container restarted in its pod)
             Path(settings.ready_file).unlink(missing_ok=True)
         self.stopping = threading.Event()
         self.loop: WorkerLoop | None = None
-        self.stats, self.said = WorkerStats(), {"problem": "", "model": ""}
+        self.stats, self.said = WorkerStats(), {"problem": "", "problem_kind": "", "model": ""}
         self.presence = Presence(self.store, "worker", worker_id, self._beat, started=born)
         self.results: jobs.Results | None = None
 
@@ -82,6 +82,7 @@ class _Worker:
 
         def waiting(problem: str) -> None:
             self.said["problem"] = problem
+            self.said["problem_kind"] = "a worker waits for its model" if problem else ""
             self.presence.write(self.presence.state)
 
         found = registry.wait_for(self.settings.model_path, self.store, self.stopping, waiting, self.settings.model)
@@ -92,7 +93,7 @@ class _Worker:
         clf = Classifier.from_settings(s)
         self.said["model"] = clf.model_id
         processor = BatchProcessor(clf, self.store, self.id, s.image_timeout, self.stats, max_attempts=s.max_receives)
-        self.results = jobs.Results(self.store, s.queue_url)
+        self.results = jobs.Results(self.store, s.queue_url, s.backend_timeout)
         self.loop = WorkerLoop(self.queue, processor, self.results, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms)
         if self.stopping.is_set():
             self.loop.stop()

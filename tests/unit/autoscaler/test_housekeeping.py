@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from unittest import mock
 
 from imgrec import presence
 from imgrec.autoscaler.housekeeping import sweep_reply_queues
@@ -21,6 +23,7 @@ from imgrec.messages import (
     pending_key,
 )
 from imgrec.queues import open_queue
+from imgrec.stores import memory as store_memory
 from imgrec.stores import open_store
 
 
@@ -78,12 +81,34 @@ def test_reply_queues_of_dead_replicas_are_swept():
     assert [b.id for b in presence.read(store, "web")] == ["replies-alive"]
 
 
+@contextlib.contextmanager
+def _written_ago(seconds: float):
+    """What the memory store writes meanwhile, it stamps `seconds` ago (its own clock)."""
+    real = time.time
+    with mock.patch.object(store_memory.time, "time", lambda: real() - seconds):
+        yield
+
+
+class _Skewed:
+    """A `time` module whose clock is `offset` seconds off: another host's."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
 def _pending(store, queue, n: int, age: float, send: bool) -> list[str]:
     jobs = []
     for _ in range(n):
         job = new_id(time.time() - age)
         request = Request(job, input_key(job, "x.png"), "x.png", sent_at=time.time() - age)
-        store.put(pending_key(job), dumps(Pending(request, accepted_at=time.time() - age).to_dict()))
+        with _written_ago(age):
+            store.put(pending_key(job), dumps(Pending(request, accepted_at=time.time() - age).to_dict()))
         if send:
             queue.send(request.to_dict())
         jobs.append(job)
@@ -125,3 +150,60 @@ def test_retention_deletes_what_is_old(monkeypatch):
     assert deleted == {"inputs/": 1, "outputs/": 1, "batches/": 1}
     assert sorted(store.keys()) == sorted(fresh)
     assert sweep_expired(store, retention=0) == {}, "0 keeps everything"
+
+
+# --- hosts whose clocks differ: every decision by the store's clock ---------------------
+
+
+def test_a_live_replica_is_not_swept_by_an_autoscaler_whose_clock_is_ahead(monkeypatch):
+    """The autoscaler's clock 5 minutes ahead, the replica's 10 behind: the replica beats
+    (the store stamps it now), so its reply queue stays."""
+    url, _, _, store, _ = _rig()
+    open_queue(url, "replies-live", create=True)
+    monkeypatch.setattr(presence, "time", _Skewed(-600))  # the replica's host
+    presence.Presence(store, "web", "replies-live").write()
+    monkeypatch.setattr(presence, "time", _Skewed(+300))  # the autoscaler's host
+    clock = presence.StoreClock(store, "autoscaler-1")
+    assert sweep_reply_queues(store, url, clock=clock) == []
+    open_queue(url, "replies-live").close()  # still there (QueueMissing otherwise)
+    assert [b.id for b in presence.read(store, "web")] == ["replies-live"]
+    with _written_ago(400):  # the same replica, silent for 400 s by the store's clock
+        presence.Presence(store, "web", "replies-live").write()
+    assert sweep_reply_queues(store, url, clock=clock) == ["replies-live"]
+
+
+def test_retention_by_the_stores_clock_keeps_what_is_young(monkeypatch):
+    """Ahead by more than the retention, the autoscaler's sweep deleted every result: by the
+    store's clock, only what the store got long enough ago goes."""
+    _, _, _, store, _ = _rig()
+    young, old = f"outputs/{new_id()}.json", f"outputs/{new_id()}.json"
+    store.put(young, b"{}")
+    with _written_ago(3600):
+        store.put(old, b"{}")
+    monkeypatch.setattr(presence, "time", _Skewed(+32 * 60))
+    clock = presence.StoreClock(store, "autoscaler-1")
+    assert sweep_expired(store, 30 * 60, clock.now()) == {"outputs/": 1}
+    assert store.exists(young) and not store.exists(old)
+
+
+def test_a_live_worker_whose_clock_is_behind_is_not_folded(monkeypatch):
+    _, _, _, store, _ = _rig()
+    monkeypatch.setattr(presence, "time", _Skewed(-900))  # the worker's host: 15 minutes behind
+    presence.Presence(store, "worker", "w-behind", lambda: {"completed": 7}).write()
+    monkeypatch.setattr(presence, "time", _Skewed(0))
+    assert presence.compact(store, clock=presence.StoreClock(store, "autoscaler-1")) == 0
+    assert [b.id for b in presence.read(store, "worker")] == ["w-behind"]
+
+
+def test_lost_jobs_are_judged_by_when_the_store_got_their_records(monkeypatch):
+    """Records the store got just now are not sent again, however old the web tier's clock
+    says they are; one the store got long ago, whose message is gone, is."""
+    _, queue, _, store, _ = _rig()
+    job = new_id(time.time() - 3600)  # made by a web tier whose clock is an hour behind
+    request = Request(job, input_key(job, "x.png"), "x.png", sent_at=time.time() - 3600)
+    store.put(pending_key(job), dumps(Pending(request, accepted_at=time.time() - 3600).to_dict()))
+    clock = presence.StoreClock(store, "autoscaler-1")
+    assert resend_lost(store, queue, older_than=60, store_now=clock.now()) == 0
+    (lost,) = _pending(store, queue, 1, age=200, send=False)
+    assert resend_lost(store, queue, older_than=60, store_now=clock.now()) == 1
+    assert [Request.from_dict(m.body).job_id for m in queue.receive(5)] == [lost]

@@ -25,7 +25,7 @@ class Web:
     def __init__(self, settings: Settings, classifier, monkeypatch, worker: bool = True) -> None:
         self.settings = settings
         self.store = FlakyStore(open_store(settings.store_url))
-        monkeypatch.setattr(web_app, "open_store", lambda url: self.store)
+        monkeypatch.setattr(web_app, "open_store", lambda url, timeout=None: self.store)
         self.clock = FakeClock()  # what the app looks at every so often, it looks at again when this moves
         self.client = TestClient(web_app.create_app(settings, self.clock), raise_server_exceptions=False)
         self.client.__enter__()
