@@ -113,3 +113,8 @@ def test_every_command_says_where_it_runs_and_what_it_needs():
                     unplaced.append(f"{page.relative_to(ROOT)}:{i + 1}")
     assert unplaced == []
 
+
+def test_the_readme_is_one_screen_with_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) < 200
+    assert "make run" in readme and "make test" in readme
