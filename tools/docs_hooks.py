@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -96,30 +97,24 @@ def openapi_reference() -> str:
     return "\n\n".join(parts)
 
 
-def _generated(name: str, arg: str | None, docs: Path) -> str:
-    if name == "settings":
-        from imgrec.settings import markdown_table
-
-        return markdown_table()
-    if name == "openapi":
-        return openapi_reference()
+def _generators(arg: str | None, docs: Path) -> dict[str, Callable[[], str]]:
+    """What makes the Markdown each marker's name stands for (`arg`: the marker's file)."""
     from imgrec.lab import report
+    from imgrec.lab.scaling.replay import AGREEMENT
+    from imgrec.settings import markdown_table
 
-    if name.startswith("e2e-"):
-        runs = [_run(docs, f) for f in E2E_RUNS]
-        render = {
-            "e2e-throughput": lambda: report.e2e_throughput_markdown(runs),
-            "e2e-targets": lambda: report.e2e_targets_markdown(runs),
-            "e2e-sweep": lambda: report.e2e_sweep_markdown(runs[0]),
-            "e2e-stages": lambda: report.e2e_stages_markdown(runs[0]),
-        }.get(name)
-        if render:
-            return render()
-    if name == "replay" and arg:
-        from imgrec.lab.scaling.replay import AGREEMENT
+    def e2e() -> list[dict]:
+        return [_run(docs, name) for name in E2E_RUNS]
 
-        return report.replay_markdown(_run(docs, arg), AGREEMENT)
-    raise KeyError(name)
+    return {
+        "settings": markdown_table,
+        "openapi": openapi_reference,
+        "e2e-throughput": lambda: report.e2e_throughput_markdown(e2e()),
+        "e2e-targets": lambda: report.e2e_targets_markdown(e2e()),
+        "e2e-sweep": lambda: report.e2e_sweep_markdown(e2e()[0]),
+        "e2e-stages": lambda: report.e2e_stages_markdown(e2e()[0]),
+        "replay": lambda: report.replay_markdown(_run(docs, arg or "(no file named)"), AGREEMENT),
+    }
 
 
 def _escape_html(markdown: str) -> str:
@@ -132,10 +127,13 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     docs = Path(config["docs_dir"])
 
     def replace(match: re.Match) -> str:
+        generate = _generators(match.group(2), docs).get(match.group(1))
+        if generate is None:
+            raise PluginError(f"{page.file.src_uri}: nothing generates {match.group(0)}")
         try:
-            return _escape_html(_generated(match.group(1), match.group(2), docs))
-        except (KeyError, FileNotFoundError) as exc:
-            raise PluginError(f"{page.file.src_uri}: nothing generates {match.group(0)} ({exc})") from exc
+            return _escape_html(generate())
+        except FileNotFoundError as exc:
+            raise PluginError(f"{page.file.src_uri}: {match.group(0)} names no recorded run ({exc})") from exc
 
     return MARKER.sub(replace, markdown)
 
