@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # pytest's worker processes: both cores by default (`make test JOBS=1`: one process).
 JOBS ?= 2
 
-.PHONY: setup run test test-fast lint test-system-packages dist clean
+.PHONY: setup run test test-fast lint docs test-system-packages dist clean
 
 # The service and its model build: what `make run` needs, and no more.
 $(VENV)/.serving: pyproject.toml
@@ -45,8 +45,13 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# The documentation site, built strictly: a broken link or anchor, or a generated table
+# (tools/docs_hooks.py) that cannot be made, fails it. build/ is ignored by git.
+docs: $(VENV)/.installed
+	$(BIN)/mkdocs build --strict --site-dir build/site
+
 # Everything (the README's test command, what CI runs).
-test: lint test-system-packages
+test: lint test-system-packages docs
 	$(BIN)/pytest -n $(JOBS)
 
 # Before every commit: the unit tests and the contract tests of the adapters that need no server.

@@ -1,6 +1,6 @@
 """Shared fixtures: the real model (built once by `make setup`) and real photographs;
 and each test's tier, from its folder (`unit`, `contract`, `system`, `browser`,
-`deploy`, `lab`: see pyproject.toml), so `make test-fast` can pick the fast ones."""
+`deploy`, `lab`, `docs`: see pyproject.toml), so `make test-fast` can pick the fast ones."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from images import PHOTOS, SKIMAGE_DATA
 from imgrec.engine.model import build
 from imgrec.settings import Settings
 
-TIERS = {"unit": "unit", "contracts": "contract", "system": "system", "browser": "browser", "deploy": "deploy", "lab": "lab"}
+TIERS = {
+    "unit": "unit", "contracts": "contract", "system": "system", "browser": "browser", "deploy": "deploy", "lab": "lab",
+    "docs": "docs",
+}
 
 
 def pytest_collection_modifyitems(config, items) -> None:

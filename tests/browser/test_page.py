@@ -189,8 +189,8 @@ def test_narrow_screen_docs_and_favicon_work_offline(page, service, photos):
     assert httpx.get(service.url + "/favicon.ico").status_code == 200
 
 
-def test_screenshots_for_the_readme(page, service, photos, tmp_path):
-    """The page mid-upload and the dashboard, as the README shows them (written to docs/
+def test_screenshots_for_the_docs(page, service, photos, tmp_path):
+    """The page mid-upload and the dashboard, as the docs show them (written to docs/
     with IMGREC_UPDATE_SCREENSHOTS=1, else to a temporary folder)."""
     out = DOCS if os.environ.get("IMGREC_UPDATE_SCREENSHOTS") else tmp_path
     page.goto(service.url)

@@ -91,7 +91,7 @@ def test_bench_e2e_reports_and_charts(tmp_path):
 
 def test_bench_replay_sets_live_figures_beside_the_simulation(tmp_path):
     """A tiny replay: the report has both sides' figures for the trace (the agreement itself
-    is a benchmark on a quiet machine, recorded in the README)."""
+    is a benchmark on a quiet machine, recorded in docs/replay.json)."""
     import os
 
     env = {**os.environ, "IMGREC_DATA_DIR": str(tmp_path), "IMGREC_SCALE_IN_DELAY": "1", "IMGREC_SCALE_TO_ZERO_DELAY": "2"}

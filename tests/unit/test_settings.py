@@ -62,20 +62,6 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     assert s.model_path == tmp_path / "model"
 
 
-def test_readme_configuration_table_matches_the_settings():
-    """Every setting, its default and its meaning, exactly as `Settings` has them."""
-    from imgrec.settings import documented
-
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    rows = [
-        [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
-        for line in section.splitlines()
-        if line.startswith("| `IMGREC_")
-    ]
-    assert rows == [list(row) for row in documented()]
-
-
 def test_defaults_live_in_settings_only():
     from imgrec.autoscaler.policy import ScalingConfig
 
