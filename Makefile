@@ -30,10 +30,12 @@ run: $(VENV)/.serving
 	$(BIN)/imgrec up
 
 # From the system, for the tests only: redis-server (the Redis adapter's tests start their
-# own) and Chromium (the page's tests drive it with Playwright; nothing downloads a browser).
+# own), Chromium (the page's tests drive it with Playwright; nothing downloads a browser)
+# and faketime (the tests of hosts whose clocks differ run a process on a skewed clock).
 test-system-packages:
 	@missing=""; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  command -v faketime >/dev/null || missing="$$missing faketime"; \
 	  if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	      apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \

@@ -26,7 +26,7 @@ import logging
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
-from typing import BinaryIO
+from typing import IO
 
 from imgrec.errors import BackendError, BadInput, Expired, NotFound, QueueMissing
 from imgrec.messages import (
@@ -62,7 +62,7 @@ def read_output(store: ObjectStore, job_id: str) -> Output | None:
 # --- accepted: the web tier -------------------------------------------------------------
 
 
-def accept(store: ObjectStore, requests: Queue, request: Request, data: BinaryIO, beside: Executor) -> tuple[float, float]:
+def accept(store: ObjectStore, requests: Queue, request: Request, data: IO[bytes], beside: Executor) -> tuple[float, float]:
     """Make a job durable, then queue it: its input and its pending record (the latter
     written on `beside`, so that both syncs, or both round trips to S3, overlap), then
     its request. Returns the seconds spent storing and queueing. On a BackendError the

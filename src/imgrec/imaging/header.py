@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, cast
 
 from PIL import Image
 
@@ -68,7 +68,7 @@ class _Budgeted(io.RawIOBase):
     """A binary file that lets a format plugin read its header within the budget; `lift`
     ends the budget once the header is read (decoding the pixels reads the rest)."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
         self._reads = self._bytes = 0
         self._deadline: float | None = time.monotonic() + HEADER_SECONDS
@@ -94,7 +94,7 @@ class _Budgeted(io.RawIOBase):
         self._spend(len(data))
         return data
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
@@ -106,18 +106,18 @@ class _Budgeted(io.RawIOBase):
         return self._raw.tell()
 
 
-def open_checked(data: bytes | BinaryIO, limits: ImageLimits) -> Image.Image:
+def open_checked(data: bytes | IO[bytes], limits: ImageLimits) -> Image.Image:
     """Open lazily (the header only, within its budget) and check format, size, shape and
     what the decoder would allocate; raise ImageRejected.
 
     `data` is the image's bytes, or a binary file positioned at its start."""
     if not data:
         raise ImageRejected("the file is empty")
-    raw = data if hasattr(data, "read") else io.BytesIO(data)
+    raw: IO[bytes] = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     start = raw.tell()
     budgeted = _Budgeted(raw)
     try:
-        img = Image.open(budgeted)
+        img = Image.open(cast(IO[bytes], budgeted))
         fmt, (w, h) = img.format, img.size
     except _OverBudget:
         raise ImageRejected(
@@ -144,7 +144,7 @@ def open_checked(data: bytes | BinaryIO, limits: ImageLimits) -> Image.Image:
     return img
 
 
-def _size_of(raw: BinaryIO, start: int) -> int:
+def _size_of(raw: IO[bytes], start: int) -> int:
     here = raw.tell()
     end = raw.seek(0, io.SEEK_END)
     raw.seek(here)

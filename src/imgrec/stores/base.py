@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO
 
 from imgrec.errors import BadInput
 
@@ -31,7 +31,7 @@ class ObjectStore(ABC):
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Write the whole object at once: readers see the old or the new bytes, never a mix."""
 
-    def put_file(self, key: str, file: BinaryIO, content_type: str = "application/octet-stream") -> None:
+    def put_file(self, key: str, file: IO[bytes], content_type: str = "application/octet-stream") -> None:
         """Like `put`, from a binary file read from its current position; adapters that can
         stream override this, so that a large upload is never held in memory whole."""
         self.put(key, file.read(), content_type)

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 from urllib.parse import unquote, urlparse
 
 from imgrec.errors import BackendUnavailable, NotFound, translating
@@ -55,7 +55,7 @@ class LocalStore(ObjectStore):
         self.put_many([(key, data, content_type)])
 
     @_guard
-    def put_file(self, key: str, file: BinaryIO, content_type: str = "application/octet-stream") -> None:
+    def put_file(self, key: str, file: IO[bytes], content_type: str = "application/octet-stream") -> None:
         self._commit([self._stage(key, lambda f: shutil.copyfileobj(file, f, 1 << 20))])
 
     @_guard

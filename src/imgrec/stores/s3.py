@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO
 from urllib.parse import parse_qs, urlparse
 
 from imgrec.errors import BackendError, ConfigError, NotFound, aws_error, require, translating
@@ -62,7 +62,7 @@ class S3Store(ObjectStore):
         self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
 
     @_guard
-    def put_file(self, key: str, file: BinaryIO, content_type: str = "application/octet-stream") -> None:
+    def put_file(self, key: str, file: IO[bytes], content_type: str = "application/octet-stream") -> None:
         # upload_fileobj streams, in multipart parts for large files.
         self._s3.upload_fileobj(file, self.bucket, self._key(key), ExtraArgs={"ContentType": content_type})
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartCallbacks, MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from imgrec.errors import BadInput
@@ -38,7 +38,7 @@ MAX_OTHER_PART_BYTES = 1 << 16
 @dataclass
 class Upload:
     filename: str | None
-    file: BinaryIO  # spooled to disk past 1 MB: never held whole here
+    file: IO[bytes]  # spooled to disk past 1 MB: never held whole here
     size: int = 0
     error: BadInput | None = None  # set for a refused file among several good ones
 
@@ -79,7 +79,7 @@ class _FormReader:
         self._part = _Part()
         self._header: tuple[bytearray, bytearray] = (bytearray(), bytearray())
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._begin, "on_part_data": self._data, "on_header_field": self._header_name,
             "on_header_value": self._header_value, "on_header_end": self._header_end,

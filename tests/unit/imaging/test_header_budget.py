@@ -14,7 +14,16 @@ import tracemalloc
 import pytest
 from PIL import Image
 
-from images import chelsea, encode, gif_with_comment, hostile_tiff, jpeg_with_markers, png_with_chunks, tiff_with_tags, tiff_with_tile
+from images import (
+    chelsea,
+    encode,
+    gif_with_comment,
+    hostile_tiff,
+    jpeg_with_markers,
+    png_with_chunks,
+    tiff_with_tags,
+    tiff_with_tile,
+)
 from imgrec.imaging.header import HEADER_READS, ImageLimits, ImageRejected, open_checked
 from imgrec.imaging.pixels import load_image
 

@@ -37,7 +37,8 @@ def test_every_spelling_of_multipart_is_multipart(web, ctype):
     b"Content-Disposition: form-data; name=file; filename=cat.png",
 ])
 def test_a_parts_header_names_and_parameters_in_any_case(web, disposition):
-    r = web.client.post("/api/v1/classify", content=_body(disposition), headers={"content-type": "multipart/form-data; boundary=b"})
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    r = web.client.post("/api/v1/classify", content=_body(disposition), headers=headers)
     assert r.status_code == 200, r.text
 
 
