@@ -21,14 +21,17 @@ from __future__ import annotations
 import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartCallbacks, MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from imgrec.errors import BadInput
 from imgrec.imaging.header import ImageLimits, ImageRejected, open_checked
+
+if TYPE_CHECKING:  # python-multipart declares its callbacks' type for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 SPOOL_IN_MEMORY = 1 << 20  # bytes of a file kept in memory before it goes to disk
 MAX_OTHER_PARTS = 20  # parts of fields no route reads (each dropped, at most 64 KiB)
