@@ -130,6 +130,13 @@ class StoreClock:
         """The store's time now."""
         return time.time() + self.offset()
 
+    def forget(self) -> None:
+        """Remove its object (what is left of a process that stopped is swept by retention)."""
+        try:
+            self.store.delete(self.key)
+        except BackendError as exc:
+            log.warning("clock object %s not removed (%s)", self.key, exc)
+
 
 def read(store: ObjectStore, role: str, clock: StoreClock | None = None) -> list[Heartbeat]:
     """Every heartbeat of a role (live, stopped, and a worker's retired record). With

@@ -4,6 +4,7 @@ worker is replaced, a host without a model says so once and starts no worker."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -12,7 +13,7 @@ import subprocess
 import httpx
 
 from images import chelsea, encode, photo_variants
-from imgrec.lab.harness import Part, ServiceProcess, WebPart, free_port, service_env, wait_until
+from imgrec.lab.harness import IMGREC, Part, ServiceProcess, WebPart, free_port, service_env, wait_until
 
 CAT = ("cat.png", encode(chelsea().resize((400, 260)), "PNG"), "image/png")
 
@@ -87,7 +88,8 @@ def test_no_model_is_one_line_a_status_entry_and_no_worker(tmp_path, model_dir):
     try:
         assert httpx.post(web.url + "/api/v1/jobs", files={"file": CAT}, timeout=30).status_code == 202
         status = wait_until(lambda: (s := web.status())["problems"] and s, 20, 0.5, "the problem in the status")
-        assert "workers cannot start: no model in" in status["problems"][0] and status["workers"] == 0
+        assert status["problems"] == ["workers cannot start: no model"] and status["workers"] == 0, "which, not where"
+        assert f"workers cannot start: no model in {empty}" in _operators_problems(env)[0], "where, for the operator"
         r = httpx.post(web.url + "/", files={"myfile": CAT}, timeout=30)
         assert r.status_code == 503 and "cannot classify right now" in r.text, "a waiting client is told at once"
         log = scaler.log.read_text()
@@ -98,6 +100,13 @@ def test_no_model_is_one_line_a_status_entry_and_no_worker(tmp_path, model_dir):
     finally:
         scaler.stop()
         web.stop()
+
+
+def _operators_problems(env: dict[str, str]) -> list[str]:
+    """The problems as `imgrec status` shows them to an operator (with where they are)."""
+    out = subprocess.run([IMGREC, "status", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["summary"]["problems"]
 
 
 def _shared(tmp_path, host: str) -> dict[str, str]:
@@ -123,7 +132,9 @@ def test_a_worker_host_without_a_model_waits_for_one_then_pulls_it(tmp_path, mod
     )
     try:
         status = wait_until(lambda: (s := web.status())["problems"] and s, 30, 0.5, "the worker's problem")
-        assert status["problems"][0].startswith("no model in") and "imgrec model push" in status["problems"][0]
+        assert status["problems"] == ["a worker waits for its model"]
+        detail = _operators_problems(_shared(tmp_path, "web-host"))[0]
+        assert detail.startswith("no model in") and "imgrec model push" in detail
         assert httpx.post(web.url + "/", files={"myfile": CAT}, timeout=30).status_code == 503
         assert not ready.exists(), "not ready while waiting"
         registry.push(open_store((tmp_path / "store").as_uri()), model_dir)  # built and pushed elsewhere

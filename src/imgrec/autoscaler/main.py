@@ -60,5 +60,6 @@ def run_autoscaler(settings: Settings) -> None:
     finally:
         actuator.shutdown(timeout=settings.visibility_timeout)
         beat.stop("stopped")
+        chores.clock.forget()
         results.close()
         queue.close()

@@ -118,7 +118,10 @@ def gc(
         return
     store = open_store(settings.store_url)
     clock = StoreClock(store, f"gc-{socket.gethostname()}-{os.getpid()}")  # ages by the store's clock
-    deleted = sweep_expired(store, settings.retention, clock.now())
+    try:
+        deleted = sweep_expired(store, settings.retention, clock.now())
+    finally:
+        clock.forget()
     for prefix, n in deleted.items():
         console.print(f"deleted {n} objects under {prefix}")
     console.print(f"done: {sum(deleted.values())} objects older than {settings.retention:g} s deleted")

@@ -63,16 +63,17 @@ def gather(settings: Settings) -> dict:
     clock = presence.StoreClock(store, f"status-{socket.gethostname()}-{os.getpid()}")  # one clock for every host
     try:
         view["summary"] = presence.deployment_status(queue, store, clock)
+        for role in HEARTBEATS:
+            beats = presence.read(store, role, clock)
+            view[role] = [_member(b, now) for b in sorted(beats, key=lambda b: (b.host, b.started))]
     finally:
         queue.close()
+        clock.forget()
     try:
         m = remote_manifest(store, settings.model)
         view["model"] = {"name": m.name, "sha256": m.sha256, "where": "store"}
     except ImgrecError as exc:
         view["model"] = {"name": None, "sha256": None, "where": str(exc)}
-    for role in HEARTBEATS:
-        beats = presence.read(store, role, clock)
-        view[role] = [_member(b, now) for b in sorted(beats, key=lambda b: (b.host, b.started))]
     return view
 
 

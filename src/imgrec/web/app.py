@@ -60,6 +60,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         intake.close()
         replies.stop()
         readiness.forget()
+        store_clock.forget()
         requests.close()
 
     app = FastAPI(

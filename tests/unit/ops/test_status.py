@@ -4,6 +4,7 @@ host with the settings; no password printed."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import replace
 
@@ -40,6 +41,9 @@ def deployment(tmp_path, monkeypatch):
         replace(beat, id="scaler", role="autoscaler", pid=14, counters={"worker_crashes": 3, "hung_workers_replaced": 1}),
     ]:
         store.put(b.key, dumps(b.to_dict()))
+    # The store's own time says who is silent: w-2's record was last written ten minutes ago.
+    silent = settings.data_dir / "store" / replace(beat, id="w-2").key
+    os.utime(silent, (now - 600, now - 600))
     fake_model(tmp_path / "built")
     registry.push(store, tmp_path / "built")
     yield settings
