@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     )
     live_file: str = _setting(
         "",
-        "a file a worker touches each time its loop goes round: `imgrec health worker` (a container's health check, a "
+        "a file a worker touches each time its loop goes round: imgrec health worker (a container's health check, a "
         "liveness probe) fails once it is older than a hung worker's limit (2 x max batch x image timeout + visibility "
         "timeout)",
         shown="(none)",
