@@ -123,15 +123,15 @@ def local_ca_certs() -> str:
 
 def build(base: str, log: Path) -> None:
     """The image, from this checkout, on the local base; the build's output in `log`.
-    The model stage is tagged too, so that what an earlier build left of both (after a
-    change to src/) can be removed: the layers of the dependencies stay, as the cache."""
+    The wheel and model stages are tagged too, so that what an earlier build left of each
+    (after a change to src/) can be removed: the layers of the dependencies stay, as the cache."""
     args = ["build", "--network", "host", "--label", LABEL, "--build-arg", f"PYTHON_IMAGE={base}"]
     if index := os.environ.get("IMGREC_TEST_PIP_INDEX_URL"):
         args += ["--build-arg", f"PIP_INDEX_URL={index}"]
     if cas := local_ca_certs():
         args += ["--build-arg", f"CA_CERTS={cas}"]
     with log.open("w") as out:
-        for tagged in (["--target", "model", "-t", f"{IMAGE}-model"], ["-t", IMAGE]):
+        for tagged in (*(["--target", stage, "-t", f"{IMAGE}-{stage}"] for stage in ("wheel", "model")), ["-t", IMAGE]):
             # The classic builder: it needs neither buildx nor a registry for a frontend.
             done = subprocess.run(["docker", *args, *tagged, str(ROOT)], stdout=out, stderr=subprocess.STDOUT,
                                   timeout=1800, env={**os.environ, "DOCKER_BUILDKIT": "0"})
