@@ -132,3 +132,14 @@ def test_the_command_exits_0_or_1_and_refuses_an_unknown_role(tmp_path, monkeypa
     assert runner.invoke(cli.app, ["health", "worker"]).exit_code == 1
     out = runner.invoke(cli.app, ["health", "up"])
     assert out.exit_code != 0 and "no health check for 'up'" in str(out.exception)
+
+
+def test_an_autoscalers_own_workers_touch_no_live_file(tmp_path):
+    """It watches them itself (heartbeats, loops): a live file set for its container (the
+    image sets one) is not theirs, and its idle timeout replaces the image's `inf`."""
+    from imgrec.autoscaler.main import worker_settings
+
+    settings = Settings(data_dir=tmp_path, live_file="/tmp/imgrec-alive", worker_idle_timeout=float("inf"))
+    theirs = worker_settings(settings)
+    assert theirs.live_file == "" and theirs.worker_idle_timeout < float("inf")
+    assert theirs.to_env()["IMGREC_LIVE_FILE"] == ""
