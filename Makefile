@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # pytest's worker processes: both cores by default (`make test JOBS=1`: one process).
 JOBS ?= 2
 
-.PHONY: setup run test test-fast lint docs test-system-packages dist clean
+.PHONY: setup run test test-fast test-containers lint docs test-system-packages test-container-packages dist clean
 
 # The service and its model build: what `make run` needs, and no more.
 $(VENV)/.serving: pyproject.toml
@@ -52,9 +52,27 @@ lint: setup
 docs: $(VENV)/.installed
 	$(BIN)/mkdocs build --strict --site-dir build/site
 
-# Everything (the README's test command, what CI runs).
+# Everything but the containers (the README's test command; CI runs it, then test-containers).
 test: lint test-system-packages docs
-	$(BIN)/pytest -n $(JOBS)
+	$(BIN)/pytest -n $(JOBS) -m "not containers"
+
+# From the system, for the containers' tests: Docker's engine (docker.io), debootstrap (the
+# local base image: no image registry answers here) and redis-server.
+test-container-packages:
+	@missing=""; command -v dockerd >/dev/null || missing="$$missing docker.io"; \
+	  command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
+	  command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    else echo "note: install$$missing (e.g. apt-get install$$missing) to run the containers' tests"; fi; fi
+
+# The image built and run (tests/containers, as root): dockerd started if none runs, the
+# base image made with debootstrap the first time, the image built, every role in its own
+# container over Redis and moto's S3, a worker and a web container killed mid-run.
+# IMGREC_TEST_PIP_INDEX_URL: the index the build installs from (default PyPI).
+test-containers: setup test-container-packages
+	$(BIN)/pytest -m containers -rA tests/containers
 
 # Before every commit: the unit tests and the contract tests of the adapters that need no server.
 test-fast: lint

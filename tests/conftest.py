@@ -1,6 +1,7 @@
 """Shared fixtures: the real model (built once by `make setup`) and real photographs;
 and each test's tier, from its folder (`unit`, `contract`, `system`, `browser`,
-`deploy`, `lab`, `docs`: see pyproject.toml), so `make test-fast` can pick the fast ones."""
+`deploy`, `lab`, `docs`, `containers`: see pyproject.toml), so `make test-fast` can pick
+the fast ones and `make test` leave the containers to `make test-containers`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from imgrec.settings import Settings
 
 TIERS = {
     "unit": "unit", "contracts": "contract", "system": "system", "browser": "browser", "deploy": "deploy", "lab": "lab",
-    "docs": "docs",
+    "docs": "docs", "containers": "containers",
 }
 
 

@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         "a file a worker writes once its model answered a warm-up inference, and removes as it stops (a readiness probe)",
         shown="(none)",
     )
+    live_file: str = _setting(
+        "",
+        "a file a worker touches each time its loop goes round: imgrec health worker (a container's health check, a "
+        "liveness probe) fails once it is older than a hung worker's limit (2 x max batch x image timeout + visibility "
+        "timeout)",
+        shown="(none)",
+    )
     backend_timeout: Duration = _setting(
         5.0, "seconds a call to the store or a queue may take (connect, then each answer); past it the call fails as "
         "an outage: 503 for an upload, a pause for a worker, never a hang", gt=0,
@@ -143,6 +150,12 @@ class Settings(BaseSettings):
     @cached_property
     def queue_url(self) -> str:
         return self.queue or "sqlite://" + str((self.data_dir / "queue.sqlite3").resolve())
+
+    @property
+    def hung_after(self) -> float:
+        """Seconds without its loop going round after which a worker is taken for hung: the
+        longest legal batch (every image at its time limit) twice, and a visibility timeout."""
+        return 2 * self.image_timeout * self.max_batch + self.visibility_timeout
 
     @property
     def keys(self) -> list[str]:

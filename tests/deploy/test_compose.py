@@ -63,8 +63,10 @@ def test_two_web_replicas_behind_nginx_on_the_right_port(services):
     assert re.search(rf"server web:{settings.port}\b", NGINX)
     (listen,) = re.findall(r"listen (\d+);", NGINX)
     assert services["nginx"]["ports"] == [f"8080:{listen}"]
-    assert "healthcheck" not in web, "the web tier keeps the image's HEALTHCHECK on /readyz"
-    for name in ("init", "autoscaler", "status"):  # they serve no HTTP
+    # The image's HEALTHCHECK (imgrec health) fits each long-running role: /readyz for a
+    # web replica, the heartbeat for the autoscaler; the one-shot commands need none.
+    assert "healthcheck" not in web and "healthcheck" not in services["autoscaler"]
+    for name in ("init", "status"):
         assert services[name]["healthcheck"] == {"disable": True}
 
 
@@ -104,3 +106,37 @@ def test_the_store_is_minio_with_its_own_keys(services):
     minio = services["minio"]["environment"]
     assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"])
     assert Path(COMPOSE.parent / "nginx.conf").is_file()
+
+
+def test_every_image_is_pinned(services):
+    """A tag that names a release, never latest (MinIO's from quay.io: Docker Hub's
+    minio/minio is gone)."""
+    for name, service in services.items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and tag and tag != "latest" and re.search(r"\d", tag), (name, image)
+    assert services["minio"]["image"].startswith("quay.io/minio/minio:RELEASE.")
+
+
+def test_nginx_resolves_the_replicas_again_not_once():
+    """A replica restarted (or added) gets a new address: nginx asks Docker's DNS again
+    within seconds (`resolve`, from nginx 1.27.3), instead of keeping what it found at start."""
+    (resolver,) = re.findall(r"^resolver (.+);", NGINX, re.MULTILINE)
+    address, *options = resolver.split()
+    assert address == "127.0.0.11", "Docker's embedded DNS"
+    valid = dict(o.split("=", 1) for o in options)["valid"]
+    assert valid.endswith("s") and int(valid[:-1]) <= 10
+    upstream = re.search(r"upstream imgrec_web \{(.*?)\}", NGINX, re.DOTALL).group(1)
+    assert re.search(r"^\s*zone imgrec_web \d+k;", upstream, re.MULTILINE)
+    (server,) = re.findall(r"^\s*server (.+);", upstream, re.MULTILINE)
+    assert server.split()[:2] == ["web:8000", "resolve"]
+
+
+def test_nginx_is_a_release_that_resolves_upstreams(services):
+    version = tuple(int(n) for n in services["nginx"]["image"].split(":")[1].split("-")[0].split("."))
+    assert version >= (1, 27, 3) or (len(version) == 2 and version >= (1, 28))
+
+
+def test_the_file_says_it_needs_compose_v2():
+    header = COMPOSE.read_text().split("\nname:", 1)[0]
+    assert "Needs Compose v2" in header and "docker compose" in header

@@ -129,6 +129,36 @@ def test_workers_drain_on_sigterm_and_are_ready_after_a_warm_up(rendered):
     assert any(ready_file.startswith(m["mountPath"] + "/") for m in c["volumeMounts"]), "a writable place"
 
 
+def test_a_hung_worker_is_restarted_by_its_liveness_probe(rendered):
+    """What `imgrec up`'s autoscaler does for its workers, the kubelet does here: the
+    worker touches IMGREC_LIVE_FILE each time its loop goes round, and `imgrec health
+    worker` fails once that is older than Settings.hung_after (the autoscaler's limit)."""
+    objects = rendered[1]
+    (worker,) = find(objects, "Deployment", "imgrec-worker")
+    (c,) = worker["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    settings = settings_from({**config(objects), **env})  # what the worker and its probe read
+    assert settings.live_file and any(settings.live_file.startswith(m["mountPath"] + "/") for m in c["volumeMounts"])
+    probe = c["livenessProbe"]
+    command = probe["exec"]["command"]
+    assert command[0] == "imgrec" and check_command(command[1:]) == "health" and command[2:] == ["worker"]
+    assert probe["timeoutSeconds"] >= 5, "a Python process starting on a busy node"
+    # Restarted within a few minutes of the limit, and never for a slow probe alone.
+    assert probe["periodSeconds"] * probe["failureThreshold"] <= settings.hung_after / 2
+    assert probe["failureThreshold"] >= 2
+    assert "IMGREC_LIVE_FILE" not in config(objects), "the workers' own setting, not every pod's"
+
+
+def test_prometheus_scrapes_the_web_pods(rendered):
+    objects = rendered[1]
+    settings = settings_from(config(objects))
+    (web,) = find(objects, "Deployment", "imgrec-web")
+    annotations = web["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(settings.port),
+                           "prometheus.io/path": "/metrics"}
+    assert "/metrics" in {r.path for r in router.routes}
+
+
 def test_exactly_one_housekeeping_autoscaler_starting_no_worker(rendered):
     autoscalers = [(w, c) for w, c in containers(rendered[1]) if c["args"][0] == "autoscaler"]
     assert len(autoscalers) == 1

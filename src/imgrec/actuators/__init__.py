@@ -22,9 +22,7 @@ def open_actuator(url: str, worker_env: dict[str, str] | None = None, settings: 
 
         if settings is None:
             return LocalActuator(env=worker_env)
-        # The longest a batch may take with every image at its time limit, and a margin.
-        hung_after = 2 * settings.image_timeout * settings.max_batch + settings.visibility_timeout
-        return LocalActuator(worker_env, host_capacity(settings.intra_op_threads), hung_after)
+        return LocalActuator(worker_env, host_capacity(settings.intra_op_threads), settings.hung_after)
     if url.startswith("asg://"):
         from imgrec.actuators.asg import AsgActuator
 

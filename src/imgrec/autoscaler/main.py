@@ -19,13 +19,14 @@ from imgrec.stores import open_store
 
 log = logging.getLogger("imgrec.autoscaler")
 # Workers under an autoscaler outlive its scale-in delays, so that it, not they, decides;
-# they still stop by themselves if the autoscaler is gone.
+# they still stop by themselves if the autoscaler is gone. It watches them itself (their
+# heartbeats and loops): they touch no live file, which is for a worker a probe watches.
 WORKER_IDLE_MARGIN = 10.0
 
 
 def worker_settings(settings: Settings) -> Settings:
     longest = max(settings.scale_in_delay, settings.scale_to_zero_delay)
-    return settings.with_overrides(worker_idle_timeout=longest + WORKER_IDLE_MARGIN)
+    return settings.with_overrides(worker_idle_timeout=longest + WORKER_IDLE_MARGIN, live_file="")
 
 
 def run_autoscaler(settings: Settings) -> None:

@@ -97,6 +97,25 @@ def status(
             pass
 
 
+def health(
+    ctx: typer.Context,
+    role: Annotated[
+        str | None,
+        typer.Argument(help="web, worker or autoscaler; without it, the role of this container's imgrec process"),
+    ] = None,
+) -> None:
+    """Whether this container's (or host's) imgrec process of a role does its work: exit 0
+    or 1, with one line saying why. A container's health check, a Kubernetes probe."""
+    from imgrec.errors import ConfigError
+    from imgrec.ops.health import ROLES, check
+
+    if role is not None and role not in ROLES:
+        raise ConfigError(f"no health check for {role!r}: it is one of {', '.join(ROLES)}, or none")
+    healthy, why = check(ctx.obj, role or "")
+    (console if healthy else err).print(why, markup=False, soft_wrap=True)
+    raise typer.Exit(0 if healthy else 1)
+
+
 def gc(
     ctx: typer.Context,
     retention: Annotated[

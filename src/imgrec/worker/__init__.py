@@ -57,8 +57,9 @@ class _Worker:
         self.settings, self.id = settings, worker_id
         self.store = open_store(settings.store_url, settings.backend_timeout)
         self.queue = request_queue(settings)  # a queue set up wrong is said at once, not after the wait
-        if settings.ready_file:  # one left by a worker that died (a container restarted in its pod)
-            Path(settings.ready_file).unlink(missing_ok=True)
+        for left in (settings.ready_file, settings.live_file):  # left by a worker that died (a container restarted)
+            if left:
+                Path(left).unlink(missing_ok=True)
         self.stopping = threading.Event()
         self.loop: WorkerLoop | None = None
         self.stats, self.said = WorkerStats(), {"problem": "", "problem_kind": "", "model": ""}
@@ -94,7 +95,9 @@ class _Worker:
         self.said["model"] = clf.model_id
         processor = BatchProcessor(clf, self.store, self.id, s.image_timeout, self.stats, max_attempts=s.max_receives)
         self.results = jobs.Results(self.store, s.queue_url, s.backend_timeout)
-        self.loop = WorkerLoop(self.queue, processor, self.results, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms)
+        self.loop = WorkerLoop(
+            self.queue, processor, self.results, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, live_file=s.live_file
+        )
         if self.stopping.is_set():
             self.loop.stop()
         ready = _warm_up(clf, s.ready_file)

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from imgrec.background import Loop
 from imgrec.errors import BackendError, BadInput
@@ -91,13 +92,15 @@ class StoreBreaker:
 class WorkerLoop:
     def __init__(
         self, queue: Queue, processor: BatchProcessor, results: Results, *, max_batch: int, max_wait_ms: float,
-        breaker: StoreBreaker | None = None,
+        breaker: StoreBreaker | None = None, live_file: str = "",
     ) -> None:
         self.queue, self.processor, self.results = queue, processor, results
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.breaker = breaker or StoreBreaker(processor.store, canary_key(f"worker-{processor.worker_id}"))
         self._stop = threading.Event()
         self.progress_at = time.time()  # the last time the loop went round (for liveness)
+        self.live_file = Path(live_file) if live_file else None  # touched at each round (a liveness probe's)
+        self._touch_failed = False
 
     def stop(self, *_: object) -> None:
         """Take no new messages; the batch in hand is finished first."""
@@ -115,6 +118,8 @@ class WorkerLoop:
         backoff = 0.0
         while not self._stop.is_set():
             self.progress_at = time.time()
+            if self.live_file is not None:
+                self._touch(self.live_file)
             self.breaker.wait_until_closed(self._stop)
             idle_left = idle_timeout - (time.monotonic() - last_work)
             if idle_left <= 0:
@@ -139,6 +144,15 @@ class WorkerLoop:
             for m in (m for m in messages if suspect(m)):
                 self.handle([m], functools.partial(self.processor.process_alone, m))
             last_work = time.monotonic()
+
+    def _touch(self, path: Path) -> None:
+        try:
+            path.touch()
+            self._touch_failed = False
+        except OSError as exc:  # a probe will take this worker for hung: say why, once while it lasts
+            if not self._touch_failed:
+                log.warning("cannot touch the live file %s (%s)", path, exc)
+            self._touch_failed = True
 
     def _drained(self) -> bool:
         stats = self.queue.stats()

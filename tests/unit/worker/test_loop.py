@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 
@@ -184,3 +185,33 @@ def test_a_redelivered_job_is_answered_from_the_store_once_written():
     assert rig.store.get(output_key(job)) == written, "the output is written once"
     answers = [Reply.from_dict(m.body) for m in rig.replies.receive(10)]
     assert [a.job_id for a in answers] == [job, job] and answers[0].output == answers[1].output
+
+
+def test_the_live_file_is_touched_each_time_the_loop_goes_round(tmp_path):
+    """What a liveness probe looks at (`imgrec health worker`, IMGREC_LIVE_FILE): its age
+    is how long ago the loop last went round, busy or idle."""
+    rig = Rig()
+    live = tmp_path / "alive"
+    rig.loop.live_file = live
+    rig.send("cat")
+    rig.drain()
+    assert live.is_file()
+    old = live.stat().st_mtime - 3600
+    os.utime(live, (old, old))
+    t = rig.run(idle=30)
+    try:
+        wait_until(lambda: live.stat().st_mtime > old + 3000, 10, what="the idle loop to touch the file")
+    finally:
+        rig.loop.stop()
+        t.join(10)
+
+
+def test_a_live_file_that_cannot_be_touched_is_said_once(tmp_path, caplog):
+    rig = Rig()
+    rig.loop.live_file = tmp_path / "no-such-folder" / "alive"
+    for _ in range(3):
+        rig.loop._touch(rig.loop.live_file)
+    assert [r.message for r in caplog.records].count(
+        f"cannot touch the live file {rig.loop.live_file} ([Errno 2] No such file or directory: "
+        f"'{rig.loop.live_file}')"
+    ) == 1
