@@ -163,6 +163,9 @@ class Output:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     PUBLIC = ("job_id", "filename", "label", "class_index", "wnid", "score", "top", "error")
+    # A result as a CSV row, one order wherever CSV is written (a batch's results,
+    # `imgrec submit --csv`): what a person reads first, then the identifiers.
+    CSV_COLUMNS = ("filename", "label", "score", "class_index", "wnid", "error", "job_id")
 
     @property
     def failed(self) -> bool:
