@@ -244,6 +244,7 @@ class Heartbeat:
     problem: str = ""  # what keeps this member from its work, for a person (its operator: paths and all)
     problem_kind: str = ""  # the same in a few words naming no path or address: what anyone may be told
     model: str = ""  # a worker's model, name@sha256 (first 12 digits)
+    model_variant: str = ""  # ... and its variant (IMGREC_MODEL: lite0, lite0-int8, ...)
 
     @property
     def key(self) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Group
 from rich.table import Table
@@ -15,18 +14,11 @@ from rich.text import Text
 from imgrec import presence
 from imgrec.engine.registry import remote_manifest
 from imgrec.errors import ImgrecError
+from imgrec.logs import redact
 from imgrec.messages import HEARTBEATS, REQUEST_QUEUE, Heartbeat
 from imgrec.queues import open_queue
 from imgrec.settings import Settings
 from imgrec.stores import open_store
-
-
-def redact(url: str) -> str:
-    """A URL without its password (redis://:secret@host -> redis://:***@host)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def _member(b: Heartbeat, now: float) -> dict:
