@@ -8,6 +8,7 @@ back, `replies` is the replica's reply channel, `errors` renders every error;
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
@@ -49,6 +50,9 @@ def run_web(settings: Settings) -> None:
     # A queue or store set up wrong is one clear line here, not a traceback from the app's start.
     open_store(settings.store_url)
     request_queue(settings).close()
+    if os.environ.get("IMGREC_API_KEY") and not settings.keys:  # one letter from the service's own variable
+        log.warning("IMGREC_API_KEY is a client's key: this service reads its keys from IMGREC_API_KEYS, which is not "
+                    "set, so it asks for none")
     if settings.host not in LOOPBACK and not settings.keys:
         log.warning(
             "listening on %s without API keys: anyone who can reach this address can use the service "
@@ -62,7 +66,8 @@ def run_web(settings: Settings) -> None:
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level="warning",
         timeout_graceful_shutdown=int(settings.request_timeout), timeout_keep_alive=settings.keep_alive,
-        access_log=False,
+        access_log=False,  # imgrec's own access lines (web.metrics) name the route, not the raw path
+        log_config=None,  # uvicorn's lines through this process's own logging (IMGREC_LOG_FORMAT)
         http=with_header_limits(settings.header_timeout, settings.max_header_bytes), proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,
     )

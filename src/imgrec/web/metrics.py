@@ -6,12 +6,16 @@ workers, batch sizes) are read from the status snapshot when scraped.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from imgrec.messages import is_id
+
+access = logging.getLogger("imgrec.access")
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 # Label values come from fixed sets only, so no request can grow /metrics.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
@@ -57,11 +61,14 @@ class WebMetrics:
 
 
 class RequestMetrics:
-    """Pure ASGI middleware: one shape as starlette's, no per-handler code."""
+    """Pure ASGI middleware: one shape as starlette's, no per-handler code. It counts and
+    times every request, and writes its access line (`access_line`), one middleware for
+    both, so the web path pays for one layer."""
 
-    def __init__(self, app, metrics: WebMetrics) -> None:
+    def __init__(self, app, metrics: WebMetrics, access_log: bool = True) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -77,10 +84,34 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, capture)
         finally:
+            seconds = time.perf_counter() - start
             method = scope["method"] if scope["method"] in METHODS else "other"
             route = getattr(scope.get("route"), "path", "unmatched")  # the template, never the raw path
             self.metrics.requests.labels(method, route, f"{status // 100}xx").inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
+            self.metrics.latency.labels(method, route).observe(seconds)
+            if self.access_log:
+                access_line(scope, method, route, status, seconds)
+
+
+def access_line(scope, method: str, route: str, status: int, seconds: float) -> None:
+    """One line per request: method, route template, status, milliseconds, request id, the
+    client's address, and the jobs it concerns (an upload's, or the one in its path)."""
+    state = scope.get("state") or {}
+    fields: dict = {"method": method, "route": route, "status": status, "duration_ms": round(seconds * 1000, 2),
+                    "request_id": state.get("request_id", "")}
+    text = f"{method} {route} {status} {fields['duration_ms']:.1f} ms request {fields['request_id']}"
+    if client := scope.get("client"):
+        fields["client"] = client[0]
+        text += f" client {client[0]}"
+    params = scope.get("path_params") or {}
+    job_ids = state.get("job_ids") or [v for k, v in params.items() if k == "job_id" and is_id(v)]
+    if job_ids:
+        fields["job_ids"] = job_ids
+        text += f" jobs {','.join(job_ids)}"
+    if batch_id := state.get("batch_id") or (params.get("batch_id") if is_id(params.get("batch_id")) else None):
+        fields["batch_id"] = batch_id
+        text += f" batch {batch_id}"
+    access.info("%s", text, extra=fields)
 
 
 class SystemCollector:

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
@@ -110,6 +111,7 @@ def test_watch_redraws_until_interrupted(deployment, monkeypatch):
         if len(waits) == 2:
             raise KeyboardInterrupt  # Ctrl-C
 
-    monkeypatch.setattr(commands.time, "sleep", sleep)
+    # This command's clock only: threads other tests left behind keep the real one.
+    monkeypatch.setattr(commands, "time", SimpleNamespace(sleep=sleep))
     result = CliRunner().invoke(cli.app, ["status", "--watch", "--every", "0.5"])
     assert result.exit_code == 0 and waits == [0.5, 0.5] and "web-1" in result.output
