@@ -24,7 +24,10 @@ from imgrec.queues import Queue
 from imgrec.stores import ObjectStore
 
 log = logging.getLogger("imgrec.presence")
-BEAT_SECONDS = {"worker": 2.0, "web": 10.0, "autoscaler": 5.0, "supervisor": 5.0}
+# A web replica beats as often as a worker, so that one killed outright is seen silent
+# within seconds (3 missed beats), not half a minute: one small PUT every 2 s, the cost
+# of one worker's beats, a fraction of what its status history already reads.
+BEAT_SECONDS = {"worker": 2.0, "web": 2.0, "autoscaler": 5.0, "supervisor": 5.0}
 STALE_BEATS = 3  # a member silent for this many beats is taken for dead
 RETIRED_ID = "_retired"
 
