@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
@@ -37,6 +38,18 @@ def _take_the_open_files_limit() -> None:
             log.warning("open files stay limited to %d (raising it to %s failed: %s)", soft, hard, exc)
 
 
+def key_warnings(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """What an operator should hear about the service's keys as it starts."""
+    said = []
+    if environ.get("IMGREC_API_KEY") and not settings.keys:  # one letter from the service's own variable
+        said.append("IMGREC_API_KEY is a client's key: this service reads its keys from IMGREC_API_KEYS, which is not "
+                    "set, so it asks for none")
+    if settings.host not in LOOPBACK and not settings.keys:
+        said.append(f"listening on {settings.host} without API keys: anyone who can reach this address can use the "
+                    "service (set IMGREC_API_KEYS to require keys)")
+    return said
+
+
 def run_web(settings: Settings) -> None:
     """Entry point of `imgrec web`: uvicorn serving `create_app(settings)`."""
     import setproctitle
@@ -50,14 +63,8 @@ def run_web(settings: Settings) -> None:
     # A queue or store set up wrong is one clear line here, not a traceback from the app's start.
     open_store(settings.store_url)
     request_queue(settings).close()
-    if os.environ.get("IMGREC_API_KEY") and not settings.keys:  # one letter from the service's own variable
-        log.warning("IMGREC_API_KEY is a client's key: this service reads its keys from IMGREC_API_KEYS, which is not "
-                    "set, so it asks for none")
-    if settings.host not in LOOPBACK and not settings.keys:
-        log.warning(
-            "listening on %s without API keys: anyone who can reach this address can use the service "
-            "(set IMGREC_API_KEYS to require keys)", settings.host,
-        )
+    for warning in key_warnings(settings, os.environ):
+        log.warning("%s", warning)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal
     # to the handler it found: make that a clean exit.
     for sig in (signal.SIGTERM, signal.SIGINT):

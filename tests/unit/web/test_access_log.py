@@ -65,3 +65,4 @@ def test_a_bug_s_500_is_logged_with_the_caller_s_request_id(web, monkeypatch, ca
     assert r.status_code == 500 and "mine-1" in r.json()["detail"] and r.headers["x-request-id"] == "mine-1"
     (failed,) = [rec for rec in caplog.records if rec.exc_info]
     assert failed.request_id == "mine-1"
+
