@@ -254,7 +254,7 @@ def submit(
     stopped: BaseException | None = None
     try:
         asyncio.run(main())
-    except (KeyboardInterrupt, ImgrecError) as exc:  # GaveUp, ServiceError, ...
+    except (KeyboardInterrupt, ImgrecError, OSError) as exc:  # GaveUp, ServiceError, a file that cannot be read
         stopped = exc
     if state.files:
         state.save()
