@@ -43,12 +43,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class _Stderr(logging.StreamHandler):
+    """Lines to sys.stderr as it is when each is written (a test harness may swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure(log_format: str = "text") -> None:
-    """This process's logging: INFO and above on stderr, as text or JSON."""
-    handler = logging.StreamHandler(sys.stderr)
+    """This process's logging: INFO and above on stderr, as text or JSON. Configured again
+    (another command in the same process), it replaces its own handler and no other."""
+    handler = _Stderr()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _Stderr)] + [handler]
     root.setLevel(logging.INFO)
     for name in QUIETED:
         logging.getLogger(name).setLevel(logging.WARNING)
