@@ -31,7 +31,7 @@ def submit(
     api_key: ApiKey = None,
     give_up_after: Annotated[float, typer.Option(
         help="Seconds to keep retrying a call the service does not answer (unreachable, 429, 503) before stopping")
-    ] = 300.0,
+    ] = 300.0,  # imgrec.client.submit.GIVE_UP_AFTER (not imported here: `imgrec status` needs no httpx)
     verbose: Annotated[bool, typer.Option("--verbose", help="List the files skipped for not being images")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error, not one line")] = False,
 ) -> None:
