@@ -24,7 +24,10 @@ from imgrec.queues import Queue
 from imgrec.stores import ObjectStore
 
 log = logging.getLogger("imgrec.presence")
-BEAT_SECONDS = {"worker": 2.0, "web": 10.0, "autoscaler": 5.0, "supervisor": 5.0}
+# A web replica beats as often as a worker, so that one killed outright is seen silent
+# within seconds (3 missed beats), not half a minute: one small PUT every 2 s, the cost
+# of one worker's beats, a fraction of what its status history already reads.
+BEAT_SECONDS = {"worker": 2.0, "web": 2.0, "autoscaler": 5.0, "supervisor": 5.0}
 STALE_BEATS = 3  # a member silent for this many beats is taken for dead
 RETIRED_ID = "_retired"
 
@@ -156,22 +159,42 @@ def read(store: ObjectStore, role: str, clock: StoreClock | None = None) -> list
 @dataclass
 class Totals:
     """What workers did, summed over their heartbeats: images completed, batches by size,
-    seconds per stage (summed over images)."""
+    seconds per stage (summed over images), and the per-image histograms of the stages
+    (images per bucket, and "sum"; see Heartbeat.stage_histograms)."""
 
     completed: int = 0
     batch_sizes: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_histograms: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def totals(beats: list[Heartbeat]) -> Totals:
     out = Totals()
     for b in beats:
         out.completed += b.completed
-        for k, n in b.batch_sizes.items():
-            out.batch_sizes[k] = out.batch_sizes.get(k, 0) + n
-        for k, s in b.stage_seconds.items():
-            out.stage_seconds[k] = out.stage_seconds.get(k, 0.0) + s
+        _add(out.batch_sizes, b.batch_sizes)
+        _add(out.stage_seconds, b.stage_seconds)
+        for stage, histogram in b.stage_histograms.items():
+            _add(out.stage_histograms.setdefault(stage, {}), histogram)
     return out
+
+
+def _add(into: dict, counts: dict) -> None:
+    for k, n in counts.items():
+        into[k] = into.get(k, 0) + n
+
+
+def models(beats: list[Heartbeat], now: float | None = None) -> list[dict]:
+    """The models live workers run, from their heartbeats: name, version (the model's
+    sha256 prefix), variant, and how many workers run it."""
+    running: dict[tuple[str, str], int] = {}
+    for b in beats:
+        if b.model and is_alive(b, now):
+            running[(b.model, b.model_variant)] = running.get((b.model, b.model_variant), 0) + 1
+    return [
+        {"name": model.partition("@")[0], "version": model.partition("@")[2], "variant": variant, "workers": n}
+        for (model, variant), n in sorted(running.items())
+    ]
 
 
 def counters(beats: list[Heartbeat]) -> dict[str, int]:
@@ -194,7 +217,8 @@ def compact(store: ObjectStore, older_than: float = 300.0, clock: StoreClock | N
         return 0
     folded = totals([retired, *gone])
     retired = replace(
-        retired, completed=folded.completed, batch_sizes=folded.batch_sizes, stage_seconds=folded.stage_seconds
+        retired, completed=folded.completed, batch_sizes=folded.batch_sizes, stage_seconds=folded.stage_seconds,
+        stage_histograms=folded.stage_histograms,
     )
     store.put(retired.key, dumps(retired.to_dict()), "application/json")
     for b in gone:
@@ -220,6 +244,8 @@ def deployment_status(
         "completed": done.completed,
         "batch_sizes": done.batch_sizes,
         "stage_seconds": {k: round(v, 3) for k, v in done.stage_seconds.items()},  # summed over images, since the start
+        "stage_histograms": done.stage_histograms,  # per image, since the start (/metrics' worker histograms)
+        "models": models(workers),
         "worker_crashes": counts.get("worker_crashes", 0),
         "hung_workers_replaced": counts.get("hung_workers_replaced", 0),
         "restarts": counts.get("web_restarts", 0) + counts.get("autoscaler_restarts", 0),

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         "", "queue URL: sqlite:///path, redis://host:port/db or sqs://prefix", shown="sqlite://<data dir>/queue.sqlite3"
     )
 
+    # Logs
+    log_format: Literal["text", "json"] = _setting(
+        "text", "how every process logs: text lines for a person, or json, one object a line (time, level, logger, "
+        "message and the line's own fields) for a log pipeline"
+    )
+    access_log: bool = _setting(True, "the web tier logs one line per request (method, route, status, duration, request id)")
+
     # Web tier
     host: str = _setting("127.0.0.1", "where the web tier listens")
     port: int = _setting(8000, "the web tier's port")

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from imgrec import presence
+from imgrec import logs, presence
 from imgrec.errors import BackendError, ModelMissing
 from imgrec.messages import REQUEST_QUEUE, Heartbeat
 from imgrec.presence import Presence
@@ -207,13 +207,22 @@ def run_up(settings: Settings) -> int:
     if refusal := _port_taken(settings):
         log.error("%s", refusal)
         return 1
-    for line in init_backends(settings):
-        log.info(line)
+    init_backends(settings)
     store = open_store(settings.store_url)
     refusal, lock = _another_up(settings, store)  # the lock is held until this function returns
     if refusal:
         log.error("%s", refusal)
         return 1
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{settings.port}/"
+    with logs.lifetime(log, "up", url=url, store=logs.redact(settings.store_url), queue=logs.redact(settings.queue_url),
+                       workers=f"{settings.min_workers}..{settings.max_workers}") as said:
+        said["restarts"] = _supervise(settings, store, url)
+    return 0
+
+
+def _supervise(settings: Settings, store: ObjectStore, url: str) -> int:
+    """The children, looked after until a stop signal; how many times they were restarted."""
     _model(settings)  # once, before any worker looks for it
     env = child_env({**os.environ, **settings.to_env()})
     children = [Child("web", env), Child("autoscaler", env)]
@@ -225,9 +234,9 @@ def run_up(settings: Settings) -> int:
     beat.start()
     stop = threading.Event()
     on_stop_signal(stop.set)
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    url = f"http://{host}:{settings.port}/"
-    if _wait_healthy(url, children[0].proc):
+    # For a person at a terminal; a log pipeline (IMGREC_LOG_FORMAT=json) has the start line.
+    person = settings.log_format == "text"
+    if _wait_healthy(url, children[0].proc) and person:
         print(f"imgrec is up: open {url}  (store {settings.store_url}, queue {settings.queue_url}; Ctrl-C stops)",
               flush=True)
     while not stop.wait(0.5):
@@ -235,8 +244,9 @@ def run_up(settings: Settings) -> int:
             child.look_after()
     _stop_all(children, settings.visibility_timeout + 5)
     beat.stop("stopped")
-    print("imgrec stopped", flush=True)
-    return 0
+    if person:
+        print("imgrec stopped", flush=True)
+    return sum(c.restarts for c in children)
 
 
 def _stop_all(children: list[Child], timeout: float) -> None:

@@ -54,7 +54,7 @@ def _start(command: str, data_dir, model_dir) -> Part:
     if command == "up":
         return WebPart(data_dir / "log", env, command="up")
     part = Part(data_dir / "log", env, command)
-    ready = "ready (model" if command == "worker" else "autoscaler:"
+    ready = "ready (model" if command == "worker" else "autoscaler started"
     wait_until(lambda: ready in part.log.read_text(), 60, 0.1, f"{command} to start (log: {part.log})")
     return part
 

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 
-from imgrec import jobs
+from imgrec import jobs, logs
 from imgrec.actuators import open_actuator
 from imgrec.autoscaler.housekeeping import Housekeeping
 from imgrec.autoscaler.loop import Autoscaler, ModelCheck
@@ -52,15 +52,14 @@ def run_autoscaler(settings: Settings) -> None:
     beat = Presence(results.store, "autoscaler", f"{socket.gethostname()}-{os.getpid()}",
                     lambda: {"counters": dict(actuator.counters), "problem": check(),
                              "problem_kind": model_check.kind if model_check else ""}).start()
-    log.info(
-        "autoscaler: %d..%d workers, %d messages per worker", config.min_workers, config.max_workers,
-        config.target_per_worker,
-    )
-    try:
-        scaler.run()
-    finally:
-        actuator.shutdown(timeout=settings.visibility_timeout)
-        beat.stop("stopped")
-        chores.clock.forget()
-        results.close()
-        queue.close()
+    with logs.lifetime(log, "autoscaler", workers=f"{config.min_workers}..{config.max_workers}",
+                       per_worker=config.target_per_worker, actuator=settings.actuator) as said:
+        try:
+            scaler.run()
+        finally:
+            actuator.shutdown(timeout=settings.visibility_timeout)
+            beat.stop("stopped")
+            chores.clock.forget()
+            results.close()
+            queue.close()
+            said.update(actuator.counters)

@@ -12,7 +12,6 @@ only when it is asked for.
 
 from __future__ import annotations
 
-import logging
 from importlib.metadata import EntryPoint, entry_points
 
 import typer
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from typer.core import TyperGroup, _click  # typer's own click, which its groups are made of
 
+from imgrec import logs
 from imgrec.cli import local, models, ops, service
 from imgrec.errors import ConfigError
 from imgrec.settings import Settings
@@ -53,13 +53,12 @@ queue_app = typer.Typer(no_args_is_help=True, help="Check or salvage the SQLite 
 @app.callback()
 def main(ctx: typer.Context) -> None:
     """Elastic image recognition: upload images, get ImageNet labels back."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     try:
         ctx.obj = Settings()
     except ValidationError as exc:
         problems = "; ".join(f"IMGREC_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"bad setting: {problems}") from None
+    logs.configure(ctx.obj.log_format)
 
 
 # The service, as it runs on a host.

@@ -4,17 +4,21 @@ of every part and `imgrec gc` of old data, from its settings (the store and the 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
-from imgrec.cli.options import CsvOut, Paths
+from imgrec.cli.options import ApiKey, CsvOut, Paths
 from imgrec.cli.progress import err, progress_bar
 
 console = Console()
+
+
+GIVE_UP_EXIT, INTERRUPTED_EXIT = 3, 130  # and 1 when an image failed, 2 for a usage or key problem
 
 
 def submit(
@@ -24,34 +28,97 @@ def submit(
     csv_out: CsvOut = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON to this file")] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once")] = 4,
-    api_key: Annotated[str | None, typer.Option(help="The service's API key, if it needs one [IMGREC_API_KEY]",
-                                                envvar="IMGREC_API_KEY")] = None,
+    api_key: ApiKey = None,
+    give_up_after: Annotated[float, typer.Option(
+        help="Seconds to keep retrying a call the service does not answer (unreachable, 429, 503) before stopping")
+    ] = 300.0,  # imgrec.client.submit.GIVE_UP_AFTER (not imported here: `imgrec status` needs no httpx)
+    verbose: Annotated[bool, typer.Option("--verbose", help="List the files skipped for not being images")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error, not one line")] = False,
 ) -> None:
     """Send images to a running service; prints name:label lines, or writes --csv/--json.
-    Run it again after an interruption: it sends only what is missing."""
+    Stopped early (Ctrl-C, the service out of reach), it writes what was answered; run
+    the same command again and it sends only what is missing."""
     from imgrec.client.submit import submit as run
 
-    with progress_bar("classifying") as bar:
-        task = bar.add_task("", total=None, rate=0.0, failed=0)
-        first: list[tuple[float, int]] = []  # when this run's first count came, and what it was
+    def trouble(why: str | None) -> None:
+        _say(f"{why}; retrying for up to {give_up_after:g} s (--give-up-after)" if why
+             else "the service answers again; carrying on")
 
-        def progress(done: int, failed: int, total: int | None = None) -> None:
-            first[:] = first or [(time.monotonic(), done)]
-            rate = (done - first[0][1]) / max(time.monotonic() - first[0][0], 1e-6)
-            bar.update(task, total=total, completed=done, failed=failed, rate=rate)
+    try:
+        with progress_bar("classifying") as bar:
+            task = bar.add_task("", total=None, rate=0.0, failed=0)
+            report = run(
+                [str(p) for p in paths], url, api_key=api_key, concurrency=concurrency, csv_out=csv_out,
+                json_out=json_out, give_up_after=give_up_after, on_trouble=trouble,
+                progress=lambda t: bar.update(task, total=t.total, completed=t.done, failed=t.failed, rate=t.rate()),
+            )
+    except Exception as exc:  # before anything was sent (no images, an unreadable file): one line
+        if debug:
+            raise
+        _one_line(exc, 2)
+    if report.stopped is not None and debug and not isinstance(report.stopped, KeyboardInterrupt):
+        raise report.stopped
+    _tell(report, verbose, printed=not (csv_out or json_out), written=[p for p in (csv_out, json_out) if p])
 
-        table, state, seconds = run(
-            [str(p) for p in paths], url, api_key=api_key, concurrency=concurrency, csv_out=csv_out,
-            json_out=json_out, progress=progress,
-        )
-    failed = [r for r in table if r.get("error")]
-    if not (csv_out or json_out):
-        for r in table:
+
+def _tell(report, verbose: bool, printed: bool, written: list[Path]) -> NoReturn:
+    """The results and what the run did, for a person; then the exit status."""
+    if printed:
+        for r in report.rows:
             name = Path(r["filename"]).stem
             print(f"{name}:{r['label']}" if not r.get("error") else f"{name}: error: {r['error']}")
-    err.print(f"{len(table) - len(failed)} classified, {len(failed)} failed, in {seconds:.1f} s "
-              f"(state: {state}; run again to send only what is missing)")
-    raise typer.Exit(1 if failed else 0)
+    if report.skipped:
+        listed = "" if verbose else "; --verbose lists them"
+        _say(f"skipped {len(report.skipped)} files (not images by their extension){listed}")
+        for f in report.skipped if verbose else ():
+            _say(f"  skipped: {f}")
+    t = report.tally
+    state = f"; state: {report.state}" if report.state.exists() else ""
+    _say(f"{len(report.rows) - len(report.failed)} classified, {len(report.failed)} failed, in {report.seconds:.1f} s "
+         f"({t.this_run} sent and answered in this run, {t.rate():.1f} images/s{state})")
+    if report.stopped is None:
+        raise typer.Exit(1 if report.failed else 0)
+    where = f" (written to {', '.join(map(str, written))})" if written else " (printed above)" if report.rows else ""
+    resume = f"{len(report.rows)} of {t.total} answered{where}; run the same command again to send only what is missing"
+    if isinstance(report.stopped, KeyboardInterrupt):
+        _say(f"interrupted: {resume}")
+        raise typer.Exit(INTERRUPTED_EXIT)
+    _say_why(report.stopped)
+    _say(f"stopped: {resume}")
+    raise typer.Exit(_stopped_status(report.stopped))
+
+
+def _say(line: str) -> None:
+    """One line on stderr as it is: never wrapped, no markup ([Errno 111] is text)."""
+    err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _one_line(exc: BaseException, status: int) -> NoReturn:
+    _say_why(exc)
+    raise typer.Exit(status)
+
+
+def _say_why(exc: BaseException) -> None:
+    _say(f"imgrec submit: {_why(exc)}")
+
+
+def _why(exc: BaseException) -> str:
+    from imgrec.client import ServiceError
+    from imgrec.errors import ImgrecError
+
+    if isinstance(exc, ServiceError) and exc.status == 401:
+        mixed_up = " (IMGREC_API_KEYS is the service's list of keys, not the client's)" if "IMGREC_API_KEYS" in os.environ else ""
+        return f"the service wants an API key ({exc.message}): give it with --api-key or IMGREC_CLIENT_KEY{mixed_up}"
+    if isinstance(exc, ImgrecError | OSError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc} (--debug shows where)"
+
+
+def _stopped_status(exc: BaseException) -> int:
+    """2 when the service refused the run for good (a key, a bad request), else 3."""
+    from imgrec.client import ServiceError
+
+    return 2 if isinstance(exc, ServiceError) else GIVE_UP_EXIT
 
 
 def status(
@@ -124,7 +191,6 @@ def gc(
 ) -> None:
     """Delete inputs, results and records older than the retention time, now (the
     autoscaler does it every hour)."""
-    import os
     import socket
 
     from imgrec.jobs import sweep_expired

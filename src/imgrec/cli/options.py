@@ -21,3 +21,8 @@ OldScaleInDelay = Annotated[float | None, typer.Option("--idle-timeout", hidden=
 Variant = Annotated[str | None, typer.Option(help="lite0, lite0-int8, lite2 or lite2-int8 [IMGREC_MODEL, default lite0]")]
 Paths = Annotated[list[Path], typer.Argument(exists=True, help="Image files and folders (searched recursively)")]
 CsvOut = Annotated[Path | None, typer.Option("--csv", help="Write one row per image to this CSV file")]
+# The client's key. IMGREC_API_KEY, one letter from the service's IMGREC_API_KEYS, still works.
+ApiKey = Annotated[str | None, typer.Option(
+    help="The service's API key, if it needs one [IMGREC_CLIENT_KEY, or the older IMGREC_API_KEY]",
+    envvar=["IMGREC_CLIENT_KEY", "IMGREC_API_KEY"], show_envvar=False,
+)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -24,10 +24,16 @@ from imgrec.errors import BackendUnavailable, BadInput
 
 RETRIED = (429, 503)
 MAX_PAUSE = 10.0
+# Told why calls fail while they are retried (a reason), and once one succeeds again (None).
+TroubleReport = Callable[[str | None], None]
 
 
 class ServiceError(BadInput):
     """The service refused a request for good (a 4xx): retrying as it is would not help."""
+
+
+class GaveUp(BackendUnavailable):
+    """A call still failed (unreachable, or the service said "later") after `give_up_after` seconds of retries."""
 
 
 FileLike = str | Path | tuple[str, bytes]
@@ -43,11 +49,21 @@ def _part(f: FileLike) -> tuple[str, tuple[str, bytes, str]]:
 
 
 class AsyncClient:
-    def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 120.0, give_up_after: float = 600.0):
+    """`on_trouble` is told, as it happens, why calls are being retried, and when one gets
+    through again: a long run against a service that cannot be reached says so at once,
+    instead of looking merely slow until it gives up."""
+
+    def __init__(
+        self, url: str, api_key: str | None = None, *, timeout: float = 120.0, give_up_after: float = 600.0,
+        on_trouble: TroubleReport | None = None,
+    ):
         headers = {"X-API-Key": api_key} if api_key else {}
-        self._http = httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
         self.give_up_after = give_up_after  # seconds of retrying one call before it fails
         self.retries = 0  # calls retried so far (for progress displays)
+        self.trouble: str | None = None  # why calls fail now; None once one got through
+        self._on_trouble = on_trouble
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -65,18 +81,30 @@ class AsyncClient:
             try:
                 response = await self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                wait, why = pause, f"{type(exc).__name__}: {exc}"
+                wait, why = pause, f"cannot reach {self.url} ({type(exc).__name__}: {exc or 'no detail'})"
                 pause = min(MAX_PAUSE, pause * 2)
             else:
                 if response.status_code not in RETRIED:
+                    self._report(None)
                     if response.status_code >= 400:
                         raise ServiceError(_detail(response), response.status_code)
                     return response
-                wait, why = _retry_after(response, pause), f"{response.status_code}: {_detail(response)}"
-            if time.monotonic() + wait > deadline:
-                raise BackendUnavailable(f"{method} {path}: still failing after {self.give_up_after:g} s ({why})")
+                wait = _retry_after(response, pause)
+                why = f"{self.url} answers {response.status_code} ({_detail(response)})"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise GaveUp(f"{why}; gave up after {self.give_up_after:g} s of retrying ({method} {path})")
+            self._report(why)
             self.retries += 1
-            await asyncio.sleep(wait * random.uniform(0.8, 1.2))
+            await asyncio.sleep(min(left, wait * random.uniform(0.8, 1.2)))  # the last try at the deadline
+
+    def _report(self, why: str | None) -> None:
+        """Tell `on_trouble` when calls start failing, why, and when one gets through again."""
+        if why == self.trouble:
+            return
+        self.trouble = why
+        if self._on_trouble is not None:
+            self._on_trouble(why)
 
     async def limits(self) -> dict:
         return (await self.request("GET", "/api/v1/limits")).json()

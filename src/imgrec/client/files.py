@@ -13,17 +13,26 @@ PART_OVERHEAD = 256  # bytes a multipart part adds to its file (headers, boundar
 def image_files(paths: Iterable[str | Path]) -> list[Path]:
     """The files named, and the images under the folders named (recursively, by their
     extension, in a stable order); a path that does not exist is an error."""
+    return find_images(paths)[0]
+
+
+def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    """`image_files`, and the files under the folders named that were left out for their
+    extension (e.g. .HEIC, .txt, .DS_Store), so that a caller can say what it did not send.
+    A file named on its own is always taken: the service says whether it is an image."""
     found: list[Path] = []
+    skipped: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
             for folder, dirs, names in os.walk(p):
                 dirs.sort()
-                found += [Path(folder) / n for n in sorted(names) if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+                for n in sorted(names):
+                    (found if Path(n).suffix.lower() in IMAGE_SUFFIXES else skipped).append(Path(folder) / n)
         elif p.is_file():
             found.append(p)
         else:
             raise FileNotFoundError(f"no such file or folder: {p}")
-    return found
+    return found, skipped
 
 
 def request_size(paths: list[Path]) -> int:

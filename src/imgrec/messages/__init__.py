@@ -163,6 +163,9 @@ class Output:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     PUBLIC = ("job_id", "filename", "label", "class_index", "wnid", "score", "top", "error")
+    # A result as a CSV row, one order wherever CSV is written (a batch's results,
+    # `imgrec submit --csv`): what a person reads first, then the identifiers.
+    CSV_COLUMNS = ("filename", "label", "score", "class_index", "wnid", "error", "job_id")
 
     @property
     def failed(self) -> bool:
@@ -220,6 +223,18 @@ class Pending:
         return _build(cls, {**obj, "request": Request.from_dict(obj.get("request") or {})}, "pending record")
 
 
+# The upper bounds, in seconds, of the buckets in which a worker counts each image's decode
+# and inference times (its heartbeat's `stage_histograms`); the web tier sums them over
+# workers into Prometheus histograms.
+IMAGE_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def seconds_bucket(seconds: float) -> str:
+    """The bucket of IMAGE_SECONDS_BUCKETS a time falls in, as a heartbeat names it: its
+    upper bound ("0.005"), or "+Inf"."""
+    return next((f"{bound:g}" for bound in IMAGE_SECONDS_BUCKETS if seconds <= bound), "+Inf")
+
+
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
     """A live part's record in the store, rewritten every few seconds while it runs.
@@ -236,11 +251,15 @@ class Heartbeat:
     completed: int = 0
     batch_sizes: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # A worker's per-image seconds by stage ("decode", "inference"): images per bucket (not
+    # cumulative; see seconds_bucket), and their "sum".
+    stage_histograms: dict[str, dict[str, float]] = field(default_factory=dict)
     progress_at: float = 0.0  # a worker's loop last went round (a hung one stops it)
     counters: dict[str, int] = field(default_factory=dict)  # e.g. an autoscaler's worker crashes
     problem: str = ""  # what keeps this member from its work, for a person (its operator: paths and all)
     problem_kind: str = ""  # the same in a few words naming no path or address: what anyone may be told
     model: str = ""  # a worker's model, name@sha256 (first 12 digits)
+    model_variant: str = ""  # ... and its variant (IMGREC_MODEL: lite0, lite0-int8, ...)
 
     @property
     def key(self) -> str:
@@ -270,6 +289,7 @@ __all__ = [
     "BATCHES",
     "HEALTH",
     "HEARTBEATS",
+    "IMAGE_SECONDS_BUCKETS",
     "INPUTS",
     "MODEL_KEYS",
     "MODELS",
@@ -293,4 +313,5 @@ __all__ = [
     "output_key",
     "pending_key",
     "safe_filename",
+    "seconds_bucket",
 ]

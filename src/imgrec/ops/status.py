@@ -6,27 +6,20 @@ from __future__ import annotations
 import os
 import socket
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from imgrec import presence
+from imgrec.engine.model import load_manifest
 from imgrec.engine.registry import remote_manifest
 from imgrec.errors import ImgrecError
+from imgrec.logs import redact
 from imgrec.messages import HEARTBEATS, REQUEST_QUEUE, Heartbeat
 from imgrec.queues import open_queue
 from imgrec.settings import Settings
-from imgrec.stores import open_store
-
-
-def redact(url: str) -> str:
-    """A URL without its password (redis://:secret@host -> redis://:***@host)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+from imgrec.stores import ObjectStore, open_store
 
 
 def _member(b: Heartbeat, now: float) -> dict:
@@ -61,20 +54,59 @@ def gather(settings: Settings) -> dict:
         "retention_seconds": settings.retention,
     }
     clock = presence.StoreClock(store, f"status-{socket.gethostname()}-{os.getpid()}")  # one clock for every host
+    beats: dict[str, list[Heartbeat]] = {}
     try:
         view["summary"] = presence.deployment_status(queue, store, clock)
         for role in HEARTBEATS:
-            beats = presence.read(store, role, clock)
-            view[role] = [_member(b, now) for b in sorted(beats, key=lambda b: (b.host, b.started))]
+            beats[role] = presence.read(store, role, clock)
+            view[role] = [_member(b, now) for b in sorted(beats[role], key=lambda b: (b.host, b.started))]
     finally:
         queue.close()
         clock.forget()
+    view["model"] = model_view(settings, store, beats["worker"])
+    view["warnings"] = warnings(view["model"], beats["autoscaler"], now)
+    return view
+
+
+def model_view(settings: Settings, store: ObjectStore, workers: list[Heartbeat]) -> dict:
+    """Where the model is, from what is true, not from the store alone: the store's (what a
+    worker without one pulls), this host's model folder (IMGREC_MODEL_DIR), and what the
+    live workers say they run (a model baked into an image is never in the store)."""
+    view: dict = {"variant": settings.model, "store": None, "here": None, "workers": presence.models(workers)}
     try:
         m = remote_manifest(store, settings.model)
-        view["model"] = {"name": m.name, "sha256": m.sha256, "where": "store"}
+        view["store"] = {"name": m.name, "sha256": m.sha256}
     except ImgrecError as exc:
-        view["model"] = {"name": None, "sha256": None, "where": str(exc)}
+        view["store_missing"] = str(exc)
+    try:
+        m = load_manifest(settings.model_path, variant=settings.model)
+        view["here"] = {"path": str(settings.model_path), "name": m.name, "sha256": m.sha256}
+    except (ImgrecError, OSError, ValueError, TypeError) as exc:  # none, another variant, or not a manifest
+        view["here_missing"] = str(exc)
+    run = [{"name": w["name"], "sha256": w["version"]} for w in view["workers"]]
+    first = view["store"] or view["here"] or (run[0] if run else {"name": None, "sha256": None})
+    view.update(name=first["name"], sha256=first["sha256"])
     return view
+
+
+def warnings(model: dict, autoscalers: list[Heartbeat], now: float) -> list[str]:
+    """What an operator should know that no member reports as its own problem: nothing
+    doing the housekeeping, no model anywhere, workers on another model than the store's."""
+    said = []
+    if not any(presence.is_alive(b, now) for b in autoscalers):
+        said.append(
+            "no autoscaler runs: nothing starts workers for imgrec up's hosts or does the housekeeping (dead letters "
+            "answered, lost jobs sent again, old data deleted); run imgrec up, or imgrec autoscaler (--max-workers 0 "
+            "where something else runs the workers)"
+        )
+    if model["name"] is None:
+        said.append(f"no model anywhere: none in the store ({model['store_missing']}), none on this host "
+                    f"({model['here_missing']}), and no live worker runs one")
+    elif model["store"] and any(not model["store"]["sha256"].startswith(w["version"]) for w in model["workers"]):
+        running = ", ".join(f"{w['name']}@{w['version']}" for w in model["workers"])
+        said.append(f"workers run {running} but the store has {model['store']['name']}@{model['store']['sha256'][:12]}: "
+                    "a worker that pulls the model gets another one")
+    return said
 
 
 def _ago(then: float, now: float) -> str:
@@ -111,7 +143,7 @@ def render(view: dict) -> Group:
         ("  retention ", "bold"),
         _retention(view["retention_seconds"]),
         ("\nmodel ", "bold"),
-        f"{model['name']} sha256 {model['sha256']}" if model["sha256"] else model["where"],
+        _model_line(model),
         ("\nqueue ", "bold"),
         f"{s['queue_depth']} waiting, {s['in_flight']} in flight, {s['dead_letter']} dead letters",
         ("  workers ", "bold"),
@@ -156,4 +188,21 @@ def render(view: dict) -> Group:
         ],
     )
     problems = [Text(f"problem: {p}", style="bold red") for p in s["problems"]]
-    return Group(head, web, workers, overseers, *problems)
+    said = [Text(f"warning: {w}", style="bold yellow") for w in view["warnings"]]
+    return Group(head, web, workers, overseers, *problems, *said)
+
+
+def _model_line(model: dict) -> str:
+    if model["name"] is None:
+        return "none (see the warning below)"
+    where = []
+    if model["store"]:
+        where.append("in the store")
+    if model["here"]:
+        where.append(f"here in {model['here']['path']}")
+    for w in model["workers"]:
+        where.append(f"run by {w['workers']} worker{'s' if w['workers'] > 1 else ''} as {w['name']}@{w['version']} "
+                     f"({w['variant'] or 'variant not said'})")
+    if not model["store"]:
+        where.append("none in the store: only a worker without one of its own needs it")
+    return f"{model['name']} sha256 {model['sha256']} ({'; '.join(where)})"

@@ -8,8 +8,10 @@ back, `replies` is the replica's reply channel, `errors` renders every error;
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+from collections.abc import Mapping
 
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
@@ -36,6 +38,18 @@ def _take_the_open_files_limit() -> None:
             log.warning("open files stay limited to %d (raising it to %s failed: %s)", soft, hard, exc)
 
 
+def key_warnings(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """What an operator should hear about the service's keys as it starts."""
+    said = []
+    if environ.get("IMGREC_API_KEY") and not settings.keys:  # one letter from the service's own variable
+        said.append("IMGREC_API_KEY is a client's key: this service reads its keys from IMGREC_API_KEYS, which is not "
+                    "set, so it asks for none")
+    if settings.host not in LOOPBACK and not settings.keys:
+        said.append(f"listening on {settings.host} without API keys: anyone who can reach this address can use the "
+                    "service (set IMGREC_API_KEYS to require keys)")
+    return said
+
+
 def run_web(settings: Settings) -> None:
     """Entry point of `imgrec web`: uvicorn serving `create_app(settings)`."""
     import setproctitle
@@ -49,11 +63,8 @@ def run_web(settings: Settings) -> None:
     # A queue or store set up wrong is one clear line here, not a traceback from the app's start.
     open_store(settings.store_url)
     request_queue(settings).close()
-    if settings.host not in LOOPBACK and not settings.keys:
-        log.warning(
-            "listening on %s without API keys: anyone who can reach this address can use the service "
-            "(set IMGREC_API_KEYS to require keys)", settings.host,
-        )
+    for warning in key_warnings(settings, os.environ):
+        log.warning("%s", warning)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal
     # to the handler it found: make that a clean exit.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -62,7 +73,8 @@ def run_web(settings: Settings) -> None:
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level="warning",
         timeout_graceful_shutdown=int(settings.request_timeout), timeout_keep_alive=settings.keep_alive,
-        access_log=False,
+        access_log=False,  # imgrec's own access lines (web.metrics) name the route, not the raw path
+        log_config=None,  # uvicorn's lines through this process's own logging (IMGREC_LOG_FORMAT)
         http=with_header_limits(settings.header_timeout, settings.max_header_bytes), proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,
     )

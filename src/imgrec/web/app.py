@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from imgrec import presence
+from imgrec import logs, presence
 from imgrec.messages import REPLY_QUEUE_PREFIX, new_id
 from imgrec.queues import open_queue, request_queue
 from imgrec.settings import Settings
@@ -54,14 +54,15 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         metrics.watch_system(parts.status)
         app.state.parts = parts
         history.start()
-        log.info("web tier ready; replies on queue %s", replies.name)
-        yield
-        history.stop()
-        intake.close()
-        replies.stop()
-        readiness.forget()
-        store_clock.forget()
-        requests.close()
+        with logs.lifetime(log, "web", listening=f"{settings.host}:{settings.port}", replies=replies.name,
+                           store=logs.redact(settings.store_url), queue=logs.redact(settings.queue_url)):
+            yield
+            history.stop()
+            intake.close()
+            replies.stop()
+            readiness.forget()
+            store_clock.forget()
+            requests.close()
 
     app = FastAPI(
         title="imgrec", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -75,7 +76,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     )
     if settings.keys:
         app.add_middleware(ApiKeys, keys=settings.keys)
-    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(RequestMetrics, metrics=metrics, access_log=settings.access_log)
     app.add_middleware(errors.Unexpected)  # outermost: it sees every exception no one else took
     app.include_router(router)
     app.include_router(pages.router)

@@ -10,11 +10,11 @@ import json
 
 from imgrec import jobs
 from imgrec.errors import Expired, NotFound
-from imgrec.messages import batch_key, csv_safe, dumps
+from imgrec.messages import Output, batch_key, csv_safe, dumps
 from imgrec.stores import ObjectStore
 from imgrec.web.uploads import Upload
 
-CSV_COLUMNS = ("filename", "job_id", "label", "class_index", "wnid", "score", "error")
+CSV_COLUMNS = Output.CSV_COLUMNS
 
 
 def entry(job_id: str | None, up: Upload) -> dict:

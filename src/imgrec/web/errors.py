@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ from imgrec.errors import BackendUnavailable, BadInput, CannotClassify, Expired,
 
 log = logging.getLogger("imgrec.web")
 RETRY_AFTER = 2  # seconds, in 503 and 429 answers
+REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")  # a caller's X-Request-Id that is taken as it is
 CLASSIC_PATH = "/"
 
 
@@ -78,9 +80,21 @@ def install(app: FastAPI) -> None:
         return render(request, 410 if isinstance(exc, Expired) else 404, str(exc))
 
 
+def request_id_for(scope) -> str:
+    """The request's id: the caller's own X-Request-Id when it is one (at most 64 letters,
+    digits and . _ : -, so that it can go into a log line as it is), else a new one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if REQUEST_ID.fullmatch(value):
+                return value.decode()
+            break
+    return uuid.uuid4().hex[:16]
+
+
 class Unexpected:
-    """Pure ASGI middleware: an exception no handler took is logged with a request id and
-    answered 500 with the same id; every answer carries it as X-Request-Id."""
+    """Pure ASGI middleware: every request gets an id (`request_id_for`), in its scope's state
+    for the access line and the handlers, and in every answer as X-Request-Id; an exception
+    no handler took is logged with it and answered 500 with it."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -88,7 +102,7 @@ class Unexpected:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id = request_id_for(scope)
         started = False
 
         async def tagged(message):
@@ -101,7 +115,8 @@ class Unexpected:
         try:
             await self.app(scope, receive, tagged)
         except Exception:  # the last line of defence of a request: nothing else caught it
-            log.exception("request %s (%s %s) failed", request_id, scope["method"], scope["path"])
+            log.exception("request %s (%s %s) failed", request_id, scope["method"], scope["path"],
+                          extra={"request_id": request_id})
             if not started:
                 await send_error(
                     scope, tagged, 500,

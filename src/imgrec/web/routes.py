@@ -101,6 +101,13 @@ def _upload_schema(field: str, many: bool) -> dict:
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
+def _name_jobs(request: Request, batch_id: str | None, submitted: list) -> None:
+    """The upload's jobs (and batch), for its access line."""
+    request.state.job_ids = [s.job_id for s in submitted if s.job_id]
+    if batch_id:
+        request.state.batch_id = batch_id
+
+
 def _id(value: str, what: str) -> str:
     if not is_id(value):
         raise NotFound(f"no such {what}: a {what} id is 32 hexadecimal characters")
@@ -117,6 +124,7 @@ def _id(value: str, what: str) -> str:
 async def classic(request: Request, p: Parts = Depends(parts)):
     await p.ensure_workers_can_run()
     _, submitted = await p.intake.take(request, CLASSIC_FIELDS, 1, wait=True, always_batch=False)
+    _name_jobs(request, None, submitted)
     (result,) = await p.intake.wait_all(submitted)
     name = display_name(submitted[0].upload.filename)
     if result is None:
@@ -142,6 +150,7 @@ async def api_classify(request: Request, p: Parts = Depends(parts)):
     batch_id, submitted = await p.intake.take(
         request, API_FIELDS, p.settings.max_files_per_request, wait=True, always_batch=False
     )
+    _name_jobs(request, batch_id, submitted)
     waited = await p.intake.wait_all(submitted)
     answers = [r for r in waited if r is not None]
     if len(answers) < len(waited):
@@ -176,6 +185,7 @@ async def api_submit(request: Request, p: Parts = Depends(parts)):
     batch_id, submitted = await p.intake.take(
         request, API_FIELDS, p.settings.max_files_per_request, wait=False, always_batch=True
     )
+    _name_jobs(request, batch_id, submitted)
     listed = [
         {"job_id": s.job_id, "filename": s.upload.filename, "status": "queued", "url": f"/api/v1/jobs/{s.job_id}"}
         if s.job_id else {**batches.entry(None, s.upload), "status": "rejected"}

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from imgrec import jobs
+from imgrec import jobs, logs
 from imgrec.engine import registry
 from imgrec.engine.classifier import Classifier
 from imgrec.messages import new_id
@@ -43,11 +43,13 @@ def run_worker(settings: Settings, worker_id: str | None = None) -> None:
     worker = _Worker(settings, worker_id or f"{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}", born)
     on_stop_signal(worker.stop)
     stop_with_parent()
-    try:
-        if worker.wait_for_model():
-            worker.serve()
-    finally:
-        worker.close()
+    with logs.lifetime(log, "worker", id=worker.id, model_dir=settings.model_path) as said:
+        try:
+            if worker.wait_for_model():
+                worker.serve()
+        finally:
+            worker.close()
+            said.update(images=worker.stats.completed, batches=sum(worker.stats.batch_sizes.values()))
 
 
 class _Worker:
@@ -62,7 +64,7 @@ class _Worker:
                 Path(left).unlink(missing_ok=True)
         self.stopping = threading.Event()
         self.loop: WorkerLoop | None = None
-        self.stats, self.said = WorkerStats(), {"problem": "", "problem_kind": "", "model": ""}
+        self.stats, self.said = WorkerStats(), {"problem": "", "problem_kind": "", "model": "", "model_variant": ""}
         self.presence = Presence(self.store, "worker", worker_id, self._beat, started=born)
         self.results: jobs.Results | None = None
 
@@ -92,7 +94,7 @@ class _Worker:
     def serve(self) -> None:
         s = self.settings
         clf = Classifier.from_settings(s)
-        self.said["model"] = clf.model_id
+        self.said.update(model=clf.model_id, model_variant=clf.manifest.variant)
         processor = BatchProcessor(clf, self.store, self.id, s.image_timeout, self.stats, max_attempts=s.max_receives)
         self.results = jobs.Results(self.store, s.queue_url, s.backend_timeout)
         self.loop = WorkerLoop(

@@ -21,7 +21,7 @@ from imgrec import jobs
 from imgrec.engine.pipeline import ImageError, Pipeline
 from imgrec.errors import BadInput, NotFound
 from imgrec.jobs import Done
-from imgrec.messages import Output, Request
+from imgrec.messages import Output, Request, seconds_bucket
 from imgrec.queues import Message
 from imgrec.stores import ObjectStore
 from imgrec.worker.isolation import classify_isolated
@@ -45,12 +45,23 @@ class WorkerStats:
     completed: int = 0
     batch_sizes: Counter[int] = field(default_factory=Counter)
     stage_seconds: Counter[str] = field(default_factory=Counter)  # summed over images
+    # Per image, by stage: images per bucket of seconds (messages.seconds_bucket) and "sum".
+    stage_histograms: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def observe(self, stage: str, seconds: float, images: int = 1) -> None:
+        """`images` images that took `seconds` each in `stage`."""
+        histogram = self.stage_histograms.setdefault(stage, {})
+        bucket = seconds_bucket(seconds)
+        histogram[bucket] = histogram.get(bucket, 0) + images
+        histogram["sum"] = histogram.get("sum", 0.0) + seconds * images
 
     def as_beat(self) -> dict:
         return {
             "completed": self.completed,
             "batch_sizes": {str(k): v for k, v in self.batch_sizes.items()},
             "stage_seconds": dict(self.stage_seconds),
+            # Copied in one step each (the heartbeat's thread reads while the loop's writes).
+            "stage_histograms": {stage: dict(h) for stage, h in list(self.stage_histograms.items())},
         }
 
 
@@ -79,10 +90,11 @@ class _Job:
 
 class _Limits:
     """The watchdog's time limit on each step of a batch's classification (a hung decoder
-    ends the worker; see `watchdog`), and the time each step took."""
+    ends the worker; see `watchdog`), and the time each step took, in all and per image
+    (into `stats`' histograms)."""
 
-    def __init__(self, watchdog: Watchdog, seconds: float, job_ids: list[str]) -> None:
-        self.watchdog, self.seconds, self.job_ids = watchdog, seconds, job_ids
+    def __init__(self, watchdog: Watchdog, seconds: float, job_ids: list[str], stats: WorkerStats) -> None:
+        self.watchdog, self.seconds, self.job_ids, self.stats = watchdog, seconds, job_ids, stats
         self.decoding_seconds = self.inferring_seconds = 0.0
 
     @contextlib.contextmanager
@@ -90,14 +102,19 @@ class _Limits:
         started = time.perf_counter()
         with self.watchdog.limit(self.seconds, f"decoding job {self.job_ids[index]}"):
             yield
-        self.decoding_seconds += time.perf_counter() - started
+        took = time.perf_counter() - started
+        self.decoding_seconds += took
+        self.stats.observe("decode", took)
 
     @contextlib.contextmanager
     def inferring(self, count: int) -> Iterator[None]:
         started = time.perf_counter()
         with self.watchdog.limit(self.seconds * max(1, count), f"inference on a batch of {count}"):
             yield
-        self.inferring_seconds += time.perf_counter() - started
+        took = time.perf_counter() - started
+        self.inferring_seconds += took
+        if count:  # images inferred together: each took its share of the call
+            self.stats.observe("inference", took / count, count)
 
 
 def _ms(seconds: float) -> float:
@@ -172,7 +189,7 @@ class BatchProcessor:
 
     def _classify_together(self, taken: list[_Job], received: float) -> list[Done]:
         fetched = time.time()
-        guard = _Limits(self.watchdog, self.image_timeout, [job.request.job_id for job in taken])
+        guard = _Limits(self.watchdog, self.image_timeout, [job.request.job_id for job in taken], self.stats)
         results = self.clf.classify([job.data if job.data else ImageError(INPUT_GONE) for job in taken], guard)
         n = len(taken)
         self.stats.batch_sizes[n] += 1

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
@@ -110,6 +111,69 @@ def test_watch_redraws_until_interrupted(deployment, monkeypatch):
         if len(waits) == 2:
             raise KeyboardInterrupt  # Ctrl-C
 
-    monkeypatch.setattr(commands.time, "sleep", sleep)
+    # This command's clock only: threads other tests left behind keep the real one.
+    monkeypatch.setattr(commands, "time", SimpleNamespace(sleep=sleep))
     result = CliRunner().invoke(cli.app, ["status", "--watch", "--every", "0.5"])
     assert result.exit_code == 0 and waits == [0.5, 0.5] and "web-1" in result.output
+
+
+def _text(view: dict) -> str:
+    console = Console(record=True, width=400)
+    console.print(render(view))
+    return console.export_text()
+
+
+def test_no_autoscaler_is_a_warning(deployment):
+    assert not any("autoscaler" in w for w in gather(deployment)["warnings"]), "the deployment's autoscaler runs"
+    store = open_store(deployment.store_url)
+    store.delete(Heartbeat("scaler", "autoscaler").key)
+    view = gather(deployment)
+    (warning,) = [w for w in view["warnings"] if "autoscaler" in w]
+    assert warning.startswith("no autoscaler runs") and "housekeeping" in warning
+    assert "warning: no autoscaler runs" in _text(view)
+
+
+def _bare(tmp_path, monkeypatch, workers: list[Heartbeat]) -> Settings:
+    """A deployment with a live autoscaler and `workers`, and no model in its store."""
+    monkeypatch.setenv("IMGREC_DATA_DIR", str(tmp_path))
+    settings = Settings()
+    store = open_store(settings.store_url)
+    request_queue(settings).close()
+    now = time.time()
+    for b in [Heartbeat("scaler", "autoscaler", last_seen=now), *(replace(w, last_seen=now) for w in workers)]:
+        store.put(b.key, dumps(b.to_dict()))
+    return settings
+
+
+def test_a_model_that_comes_with_the_workers_image_is_no_problem(tmp_path, monkeypatch):
+    """Workers whose image holds the model never need the store's: their heartbeats say
+    what they run, and that is the deployment's model."""
+    worker = Heartbeat("w-1", host="pod-a", pid=7, model="efficientnet-lite0@786f90d3af74", model_variant="lite0")
+    view = gather(_bare(tmp_path, monkeypatch, [worker, replace(worker, id="w-2")]))
+    model = view["model"]
+    assert (model["name"], model["sha256"], model["store"], model["here"]) == ("efficientnet-lite0", "786f90d3af74", None, None)
+    assert model["workers"] == [{"name": "efficientnet-lite0", "version": "786f90d3af74", "variant": "lite0", "workers": 2}]
+    assert view["warnings"] == []
+    text = _text(view)
+    assert "run by 2 workers as efficientnet-lite0@786f90d3af74 (lite0)" in text and "none in the store: only" in text
+    assert "no model" not in text
+
+
+def test_a_model_on_this_host_is_no_problem_either(tmp_path, monkeypatch):
+    made = fake_model(tmp_path / "baked")
+    monkeypatch.setenv("IMGREC_MODEL_DIR", str(tmp_path / "baked"))
+    view = gather(_bare(tmp_path, monkeypatch, []))
+    assert view["model"]["here"] == {"path": str(tmp_path / "baked"), "name": made.name, "sha256": made.sha256}
+    assert view["warnings"] == [] and f"here in {tmp_path / 'baked'}" in _text(view)
+
+
+def test_no_model_anywhere_is_said_once_with_where_it_was_looked_for(tmp_path, monkeypatch):
+    view = gather(_bare(tmp_path, monkeypatch, []))
+    (warning,) = view["warnings"]
+    assert warning.startswith("no model anywhere: none in the store (no model 'efficientnet-lite0' in the store")
+    assert f"none on this host (no model in {tmp_path / 'model'}" in warning
+
+
+def test_workers_on_another_model_than_the_store_s_are_a_warning(deployment):
+    (warning,) = gather(deployment)["warnings"]  # w-1 runs efficientnet-lite0@abc; the fake one pushed is another
+    assert warning.startswith("workers run efficientnet-lite0@abc but the store has efficientnet-lite0@")

@@ -10,7 +10,7 @@ import pytest
 
 from fakes import CRASH, HANG, FakeClassifier, image
 from imgrec.jobs import read_output
-from imgrec.messages import Output, Pending, Request, dumps, input_key, new_id, output_key, pending_key
+from imgrec.messages import Output, Pending, Request, dumps, input_key, new_id, output_key, pending_key, seconds_bucket
 from imgrec.queues import open_queue
 from imgrec.stores import open_store
 from imgrec.worker.batch import INPUT_GONE, BatchProcessor, suspect
@@ -119,3 +119,18 @@ def test_suspects():
     assert not suspect(Message("1", {"job_id": "x"}, "r", 1))
     assert suspect(Message("1", {"job_id": "x"}, "r", 2))
     assert suspect(Message("1", {"job_id": "x", "crashes": 1}, "r", 1))
+
+
+def test_each_image_s_decode_and_inference_times_are_counted_in_buckets(queue, store):
+    """What the heartbeat carries for /metrics' histograms: per image, decode and inference
+    seconds by bucket (an inference call's time shared among its images), and their sums."""
+    processor = BatchProcessor(FakeClassifier(delay=0.12), store, "w1", image_timeout=2.0)
+    for label in ("cat", "dog", "cup"):
+        enqueue(queue, store, image(label))
+    enqueue(queue, store, b"rubbish")  # decoded (and refused), never inferred
+    processor.process(queue.receive(10))
+    decode, inference = (processor.stats.as_beat()["stage_histograms"][s] for s in ("decode", "inference"))
+    assert sum(n for k, n in decode.items() if k != "sum") == 4
+    assert sum(n for k, n in inference.items() if k != "sum") == 3
+    assert inference["sum"] >= 0.12 and inference[seconds_bucket(inference["sum"] / 3)] == 3, "one call's share each"
+    assert decode["sum"] == processor.stats.stage_seconds["decode"], "the same seconds as the stage's total"
