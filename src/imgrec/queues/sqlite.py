@@ -123,6 +123,9 @@ class SqliteQueue(Queue):
         with self._lock:
             return self._db.execute("SELECT 1 FROM queues WHERE name = ?", (self.name,)).fetchone() is not None
 
+    def durable(self) -> bool:
+        return not self.ephemeral  # a lasting queue's sends are committed with synchronous=FULL
+
     @_guard
     def create(self) -> None:
         self._transaction(
