@@ -37,7 +37,7 @@ class UploadRoutes:
         # access line name a request by its route's template, as for every other route.
         self.declared = {
             r.path: r for r in routes.router.routes
-            if isinstance(r, APIRoute) and "POST" in r.methods and r.path in UPLOAD_ROUTES
+            if isinstance(r, APIRoute) and "POST" in (r.methods or ()) and r.path in UPLOAD_ROUTES
         }
         assert set(self.declared) == set(UPLOAD_ROUTES), "an upload route is not declared in routes.router"
 
