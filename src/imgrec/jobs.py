@@ -36,6 +36,7 @@ from typing import IO
 
 from imgrec.errors import BackendError, BackendUnavailable, BadInput, Expired, NotFound, QueueMissing
 from imgrec.messages import (
+    INPUTS,
     PENDING,
     SWEPT,
     JsonObject,
@@ -327,6 +328,27 @@ def resend_lost(store: ObjectStore, queue: Queue, older_than: float, store_now: 
     return lost
 
 
+def resend_unqueued(store: ObjectStore, queue: Queue, queued: set[str]) -> int:
+    """After a queue lost messages it had promised to keep (a damaged SQLite file,
+    salvaged): send again the request of every job whose input is in the store, whose
+    result is not, and whose id is not in `queued` (the jobs the queue still holds).
+    Reads every input in the store: for an operator's command, not for housekeeping.
+    Returns how many were sent. (A durable queue is its jobs' only record, so the
+    inputs are what is left to find them by; a job whose upload was refused after its
+    input was written is answered too, and nobody waits for that answer.)"""
+    requests = []
+    for key in store.keys(INPUTS):
+        job_id, _, name = key[len(INPUTS):].partition("/")
+        if job_id in queued or not name or store.exists(output_key(job_id)):
+            continue
+        requests.append(Request(job_id, key, name, sent_at=time.time(), requeued=1))
+    for start_at in range(0, len(requests), 100):
+        queue.send_many([r.to_dict() for r in requests[start_at : start_at + 100]])
+    if requests:
+        log.warning("sent again %d accepted jobs the queue no longer held", len(requests))
+    return len(requests)
+
+
 def sweep_expired(store: ObjectStore, retention: float, store_now: float | None = None) -> dict[str, int]:
     """Delete inputs, results, batches and records older than `retention` seconds (0 keeps
     everything) by the store's clock (`store_now`: its time now); returns how many were
@@ -346,6 +368,6 @@ def sweep_expired(store: ObjectStore, retention: float, store_now: float | None 
 
 
 __all__ = [
-    "Committer", "Done", "Results", "stage", "answer_dead_letters", "gone_or_never", "read_output", "resend_lost", "start",
-    "status", "sweep_expired",
+    "Committer", "Done", "Results", "answer_dead_letters", "gone_or_never", "read_output", "resend_lost",
+    "resend_unqueued", "stage", "start", "status", "sweep_expired",
 ]
