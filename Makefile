@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # pytest's worker processes: both cores by default (`make test JOBS=1`: one process).
 JOBS ?= 2
 
-.PHONY: setup run test test-fast test-containers lint docs test-system-packages test-container-packages dist clean
+.PHONY: setup run test test-fast test-containers lint docs test-system-packages test-container-packages dist clean peers
 
 # The service and its model build: what `make run` needs, and no more.
 $(VENV)/.serving: pyproject.toml
@@ -88,3 +88,19 @@ dist: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# The lab: imgrec beside BentoML serving the same ONNX file, and the bare pipelines, in
+# one run per model (docs/performance.md, "Beside the peers"). BentoML lives in a venv of
+# its own (it is nobody's dependency here); IMAGES: a folder of photographs.
+PEERS_VENV ?= .peers-venv
+IMAGES ?= ../shared/dev-images
+$(PEERS_VENV)/.installed:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q "bentoml>=1.4,<1.5" onnxruntime pillow numpy
+	touch $@
+
+peers: setup $(PEERS_VENV)/.installed
+	$(BIN)/imgrec model build --variant lite0-int8
+	$(BIN)/imgrec bench peers $(IMAGES) --bentoml-python $(PEERS_VENV)/bin/python --out docs/peers-lite0.json
+	$(BIN)/imgrec bench peers $(IMAGES) --bentoml-python $(PEERS_VENV)/bin/python --model lite0-int8 \
+	  --out docs/peers-lite0-int8.json

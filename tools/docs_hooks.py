@@ -9,6 +9,7 @@ A page asks for one with a marker on a line of its own, between blank lines:
     <!-- generated: e2e-sweep -->         ... the fp32 run's concurrency sweep
     <!-- generated: e2e-stages -->        ... and its time per stage
     <!-- generated: replay FILE -->       a recorded `imgrec bench replay` (docs/FILE)
+    <!-- generated: peers -->             the recorded `imgrec bench peers` runs (docs/peers-*.json, PEERS_RUNS)
 
 The renderers of the recorded runs are the lab's (imgrec.lab.report); the schema is also
 written to the site as openapi.json. A marker that names nothing known fails the build.
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 MARKER = re.compile(r"^<!-- generated: ([\w-]+)(?: ([\w.-]+))? -->$", re.MULTILINE)
 E2E_RUNS = ("e2e.json", "e2e-lite0-int8.json")  # fp32 first: its sweep and stages are the ones shown
+PEERS_RUNS = ("peers-lite0.json", "peers-lite0-int8.json")
 SCHEMA = "openapi.json"
 KEYED = "when `IMGREC_API_KEYS` is set, as `X-API-Key: <key>` or `Authorization: Bearer <key>`"
 
@@ -114,6 +116,7 @@ def _generators(arg: str | None, docs: Path) -> dict[str, Callable[[], str]]:
         "e2e-sweep": lambda: report.e2e_sweep_markdown(e2e()[0]),
         "e2e-stages": lambda: report.e2e_stages_markdown(e2e()[0]),
         "replay": lambda: report.replay_markdown(_run(docs, arg or "(no file named)"), AGREEMENT),
+        "peers": lambda: report.peers_markdown([_run(docs, name) for name in PEERS_RUNS]),
     }
 
 

@@ -82,6 +82,31 @@ def bench_e2e(
     console.print(f"written: {out / 'e2e.json'}" + (f", {out / 'e2e.png'}" if levels else ""))
 
 
+@bench_app.command("peers")
+def bench_peers(
+    ctx: typer.Context,
+    folder: Folder,
+    bentoml_python: Annotated[str | None, typer.Option(help="A Python with bentoml installed (`make peers` makes "
+                                                            "one); without it, only the bare pipelines")] = None,
+    requests: int = 600,
+    concurrency: int = 64,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds; each side's best kept")] = 2,
+    model: Annotated[str | None, typer.Option(help="The variant served [IMGREC_MODEL, default lite0]")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the run's report here (JSON)")] = None,
+) -> None:
+    """imgrec beside BentoML serving the same ONNX file and the bare pipelines, in one run:
+    images/s, the ratios, idle latency, cold start; every answer checked."""
+    from imgrec.lab.bench.peers import run_peers
+    from imgrec.lab.report import peers_table
+
+    report = run_peers(ctx.obj.with_overrides(model=model), folder, bentoml_python, requests, concurrency, rounds)
+    console.print(peers_table(report))
+    if out:
+        out.write_text(json.dumps(report, indent=1))
+        console.print(f"written: {out}")
+    raise typer.Exit(1 if any(report["checked_failures"].values()) else 0)
+
+
 @bench_app.command("replay")
 def bench_replay(
     ctx: typer.Context,

@@ -212,3 +212,59 @@ def replay_markdown(report: dict, agreement: float) -> str:
     said = (f"{report['agreeing_shapes']} of {len(shapes)} traces agree within {agreement:.0%} on both figures "
             f"({report.get('repeats', 1)} live runs of each, pooled).")
     return "\n\n".join([calibrations, _markdown(REPLAY_COLUMNS, _replay_rows(report)), said])
+
+
+def _peers_rows(r: dict) -> list[list[str]]:
+    def line(name: str, run: dict | None, ratio: float | None = None) -> list[str]:
+        if run is None:
+            return [name, "not run", "", "", ""]
+        rounds = " / ".join(f"{x:.1f}" for x in run.get("rounds_images_per_second", []))
+        return [name, f"{run['images_per_second']:.1f}", rounds, f"{run['p50_ms']:.0f} / {run['p99_ms']:.0f}",
+                f"{ratio:.2f}x" if ratio is not None else ""]
+
+    bare, ratios = r["bare"], r["ratios"]
+    engine_rounds = " / ".join(f"{x:.1f}" for x in bare["engine_rounds"])
+    return [
+        line(f"imgrec, 1 image per request, {r['concurrency']} clients", r["imgrec_single"],
+             ratios["imgrec single / engine bare"]),
+        line("imgrec, 100 images per request", r["imgrec_100_per_request"], ratios["imgrec 100 per request / engine bare"]),
+        line(f"BentoML, 1 image per request, {r['concurrency']} clients", r["bentoml"],
+             r["bentoml"]["images_per_second"] / bare["engine"] if r["bentoml"] else None),
+        ["engine's bare pipeline (1 process per core)", f"{bare['engine']:.1f}", engine_rounds, "", "1.00x"],
+        ["plain bare pipeline (no DCT draft)", f"{bare['plain']:.1f}", "", "", f"{bare['plain'] / bare['engine']:.2f}x"],
+    ]
+
+
+PEERS_COLUMNS = ["", "images/s (best)", "rounds", "p50 / p99 ms", "of the engine's bare"]
+
+
+def peers_summary(r: dict) -> list[list[str]]:
+    idle = r["idle_single_request"]
+    failures = r["checked_failures"]
+    return [
+        ["imgrec / BentoML", f"{r['ratios']['imgrec / bentoml']:.2f}x" if r["ratios"]["imgrec / bentoml"] else "not run"],
+        ["idle single request p50 (imgrec)", f"{idle['p50_ms']:.1f} ms"],
+        ["cold start (imgrec, 0 workers to the first answer)", f"{r['cold_start_seconds']:.2f} s"],
+        ["lost, 5xx, wrong labels (every answer checked)", f"imgrec {failures['imgrec']}, BentoML {failures['bentoml']}"],
+    ]
+
+
+def peers_table(r: dict) -> Table:
+    table = _table(f"{r['model']}: imgrec beside its peers ({r['requests']} requests, best of {r['rounds']} rounds)",
+                   PEERS_COLUMNS, _peers_rows(r), first_left=True)
+    for name, value in peers_summary(r):
+        table.add_row(name, value, "", "", "")
+    return table
+
+
+def peers_markdown(runs: list[dict]) -> str:
+    """Each recorded `imgrec bench peers` run: the rows, then the ratio to BentoML, idle
+    latency, cold start and the answers' check."""
+    parts = []
+    for r in runs:
+        parts.append(f"**{r['model']}**, {r['when']}, {r['requests']} requests, best of {r['rounds']} rounds:\n")
+        parts.append(_markdown(PEERS_COLUMNS, _peers_rows(r)))
+        parts.append("")
+        parts.append(_markdown(["", ""], peers_summary(r)))
+        parts.append("")
+    return "\n".join(parts)

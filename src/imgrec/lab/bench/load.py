@@ -65,24 +65,37 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _run(url: str, items: list[Item], requests: int, concurrency: int, endpoint: str, timeout: float) -> LoadReport:
+def _labels(body, endpoint: str) -> list[str | None]:
+    """The labels an answer gives, in upload order: imgrec's classic text or its JSON
+    results, or a peer's list of JSON objects (`[{"label": ...}]`, BentoML's batchable API)."""
+    if endpoint == "/":
+        return [body.rsplit(":", 1)[1]]
+    if isinstance(body, dict) and "results" in body:
+        return [r.get("label") for r in body["results"]]
+    return [r.get("label") if isinstance(r, dict) else None for r in (body if isinstance(body, list) else [body])]
+
+
+async def _run(url: str, items: list[Item], requests: int, concurrency: int, endpoint: str, timeout: float,
+               per_request: int = 1, field: str | None = None) -> LoadReport:
     aiohttp = require("aiohttp", "bench", "the load client of imgrec bench")
     report = LoadReport(requests, concurrency)
     counter = iter(range(requests))
     connector = aiohttp.TCPConnector(limit=concurrency)
+    field = field or ("myfile" if endpoint == "/" else "file")
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
 
         async def one(i: int) -> None:
-            item = items[i % len(items)]
+            sent = [items[(i * per_request + k) % len(items)] for k in range(per_request)]
             form = aiohttp.FormData()
-            form.add_field("myfile" if endpoint == "/" else "file", item.data, filename=item.name)
+            for item in sent:
+                form.add_field(field, item.data, filename=item.name)
             start = time.perf_counter()
             try:
                 async with session.post(url + endpoint, data=form) as resp:
                     body = await (resp.text() if endpoint == "/" else resp.json(content_type=None))
                     status = resp.status
             except (TimeoutError, aiohttp.ClientError):
-                report.lost += 1
+                report.lost += len(sent)
                 return
             report.latencies.append(time.perf_counter() - start)
             if status >= 500:
@@ -90,11 +103,12 @@ async def _run(url: str, items: list[Item], requests: int, concurrency: int, end
             elif status >= 400:
                 report.client_errors += 1
             else:
-                label = body.rsplit(":", 1)[1] if endpoint == "/" else body["results"][0].get("label")
-                if label == item.expected:
-                    report.ok += 1
-                else:
-                    report.wrong.append(f"{item.name}: expected {item.expected}, got {label}")
+                labels = _labels(body, endpoint)
+                for item, label in zip(sent, labels + [None] * (len(sent) - len(labels)), strict=False):
+                    if label == item.expected:
+                        report.ok += 1
+                    else:
+                        report.wrong.append(f"{item.name}: expected {item.expected}, got {label}")
 
         async def client() -> None:
             for i in counter:
@@ -108,7 +122,10 @@ async def _run(url: str, items: list[Item], requests: int, concurrency: int, end
 
 
 def run_load(
-    url: str, items: list[Item], requests: int, concurrency: int, endpoint: str = "/api/v1/classify", timeout: float = 300
+    url: str, items: list[Item], requests: int, concurrency: int, endpoint: str = "/api/v1/classify", timeout: float = 300,
+    per_request: int = 1, field: str | None = None,
 ) -> LoadReport:
-    """`requests` uploads from `concurrency` clients, each sending its next one as soon as it has an answer."""
-    return asyncio.run(_run(url, items, requests, concurrency, endpoint, timeout))
+    """`requests` uploads of `per_request` images each (in the multipart `field`) from
+    `concurrency` clients, each sending its next one as soon as it has an answer; `ok`
+    counts the images answered with the expected label."""
+    return asyncio.run(_run(url, items, requests, concurrency, endpoint, timeout, per_request, field))
