@@ -243,7 +243,8 @@ def peers_summary(r: dict) -> list[list[str]]:
     failures = r["checked_failures"]
     return [
         ["imgrec / BentoML", f"{r['ratios']['imgrec / bentoml']:.2f}x" if r["ratios"]["imgrec / bentoml"] else "not run"],
-        ["idle single request p50 (imgrec)", f"{idle['p50_ms']:.1f} ms"],
+        ["idle single request p50 (imgrec)", f"{idle['p50_ms']:.1f} ms"
+         + (f" (bare + {r['idle_p50_over_bare_ms']:.1f} ms)" if "idle_p50_over_bare_ms" in r else "")],
         ["cold start (imgrec, 0 workers to the first answer)", f"{r['cold_start_seconds']:.2f} s"],
         ["lost, 5xx, wrong labels (every answer checked)", f"imgrec {failures['imgrec']}, BentoML {failures['bentoml']}"],
     ]

@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from imgrec.engine.model import load_manifest
-from imgrec.lab.bench.e2e import fp32_counterpart, load_items, measure_cold_start
+from imgrec.lab.bench.e2e import bare_single_ms, fp32_counterpart, load_items, measure_cold_start
 from imgrec.lab.bench.load import run_load
 from imgrec.lab.harness import ServiceProcess, free_port, wait_until
 from imgrec.settings import Settings
@@ -169,6 +169,8 @@ def run_peers(
     report["imgrec_single"] = _best(single)
     report["imgrec_100_per_request"] = _best(hundred)
     report["idle_single_request"] = idle.summary()
+    report["bare_single_image_ms"] = round(bare_single_ms(model_dir, items), 2)
+    report["idle_p50_over_bare_ms"] = round(idle.percentile(50) - report["bare_single_image_ms"], 2)
     report["bentoml"] = _best(bento) if bento else None
     report["checked_failures"] = {"imgrec": _failures([*single, *hundred, idle]), "bentoml": _failures(bento)}
     rate = report["imgrec_single"]["images_per_second"]
