@@ -8,11 +8,12 @@ README's configuration table is checked against these fields by a test.
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BeforeValidator, Field, JsonValue
+from pydantic import AfterValidator, BeforeValidator, Field, JsonValue
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "IMGREC_"
@@ -30,6 +31,20 @@ def _seconds(value: Any) -> Any:
 Duration = Annotated[float, BeforeValidator(_seconds)]
 # The models `imgrec model build --variant` makes (engine/variants.py says what each is).
 ModelVariant = Literal["lite0", "lite0-int8", "lite2", "lite2-int8"]
+_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def _model_name(value: Any) -> Any:
+    """A built-in variant or the name a model was added under (`imgrec model add DIR --name`)."""
+    if isinstance(value, str) and not _MODEL_NAME.match(value):
+        raise ValueError(
+            f"model {value!r}: a built-in variant ({', '.join(get_args(ModelVariant))}) or the name of a model added "
+            "with imgrec model add (lower-case letters, digits, '.', '_', '-')"
+        )
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(_model_name)]
 
 
 def _default_data_dir() -> Path:
@@ -54,8 +69,9 @@ class Settings(BaseSettings):
         doc="model, store and queue of the embedded defaults",
         shown="$XDG_DATA_HOME/imgrec (~/.local/share/imgrec)", default_factory=_default_data_dir,
     )
-    model: ModelVariant = _setting(
-        "lite0", "the model variant served: lite0 (exact fp32), lite0-int8 (quantized, faster), lite2, lite2-int8"
+    model: ModelName = _setting(
+        "lite0", "the model served: a built-in variant, lite0 (exact fp32), lite0-int8 (quantized, faster), lite2, "
+        "lite2-int8, or the name of a model added with imgrec model add"
     )
     model_dir: Path | None = _setting(
         None, "the ONNX model and its manifest", shown="<data dir>/model (<data dir>/model-<variant> for the others)"

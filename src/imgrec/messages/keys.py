@@ -16,7 +16,12 @@ RUNNING = "running/"  # async jobs' markers of earlier versions: swept by retent
 # Everything the retention sweep may delete when it is old enough.
 SWEPT = (INPUTS, OUTPUTS, PENDING, BATCHES, HEALTH, RUNNING)
 MODELS = "models/"  # + MODEL_KEYS, formatted with a model's name (and its file's sha256 and name)
-MODEL_KEYS = {"manifest": MODELS + "{name}/manifest.json", "file": MODELS + "{name}/{sha256}/{file}"}
+MODEL_KEYS = {
+    "manifest": MODELS + "{name}/manifest.json",  # the version served now
+    "versions": MODELS + "{name}/versions.json",  # the versions made current, oldest first (rollback pops one)
+    "file": MODELS + "{name}/{sha256}/{file}",
+    "version": MODELS + "{name}/{sha256}/manifest.json",  # each version's own manifest
+}
 HEARTBEATS = {"worker": "workers/", "web": "replicas/", "autoscaler": "autoscalers/", "supervisor": "supervisors/"}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -28,6 +29,8 @@ def test_push_once_pull_anywhere(tmp_path, store):
     assert registry.push(store, tmp_path / "built") == (built, False)  # already there: nothing sent
     assert set(store.keys("models/")) == {
         "models/efficientnet-lite0/manifest.json",
+        "models/efficientnet-lite0/versions.json",
+        f"models/efficientnet-lite0/{built.sha256}/manifest.json",
         f"models/efficientnet-lite0/{built.sha256}/model.onnx",
     }
     here = tmp_path / "worker-host" / "model"
@@ -37,15 +40,59 @@ def test_push_once_pull_anywhere(tmp_path, store):
     assert registry.pull(store, here) == (built, False)
 
 
-def test_a_new_push_replaces_the_old_and_a_pull_follows_it(tmp_path, store):
+def test_a_new_push_is_served_and_a_pull_follows_it(tmp_path, store):
     old = fake_model(tmp_path / "v1", b"version one")
     registry.push(store, tmp_path / "v1")
     registry.pull(store, tmp_path / "host")
     new = fake_model(tmp_path / "v2", b"version two")
-    registry.push(store, tmp_path / "v2")
-    assert not any(old.sha256 in k for k in store.keys("models/")), "the old file is removed"
-    assert registry.pull(store, tmp_path / "host") == (new, True)
+    registry.push(store, tmp_path / "v2", tag="v2")
+    assert store.exists(registry.file_key(old)), "the old version is kept, for a rollback"
+    assert registry.pull(store, tmp_path / "host") == (replace(new, tag="v2"), True)
     assert (tmp_path / "host" / "model.onnx").read_bytes() == b"version two"
+    assert [(v.sha256, v.tag, v.size) for v in registry.versions(store, "efficientnet-lite0")] == [
+        (old.sha256, "", 11), (new.sha256, "v2", 11)
+    ]
+
+
+def test_rollback_serves_the_version_before_and_a_pull_follows_it(tmp_path, store):
+    old = fake_model(tmp_path / "v1", b"version one")
+    registry.push(store, tmp_path / "v1")
+    fake_model(tmp_path / "v2", b"version two")
+    registry.push(store, tmp_path / "v2")
+    registry.pull(store, tmp_path / "host")
+    assert registry.rollback(store, "efficientnet-lite0") == old
+    assert registry.remote_manifest(store) == old
+    assert registry.pull(store, tmp_path / "host") == (old, True)
+    assert (tmp_path / "host" / "model.onnx").read_bytes() == b"version one"
+    with pytest.raises(ModelMissing, match="no earlier version"):
+        registry.rollback(store, "efficientnet-lite0")
+
+
+def test_only_the_latest_versions_are_kept(tmp_path, store):
+    pushed = [fake_model(tmp_path / f"v{i}", f"version {i}".encode()) for i in range(registry.KEEP + 2)]
+    for i in range(len(pushed)):
+        registry.push(store, tmp_path / f"v{i}")
+    kept = [m for m in pushed if store.exists(registry.file_key(m))]
+    assert kept == pushed[-registry.KEEP:]
+    assert registry.names(store) == ["efficientnet-lite0"]
+
+
+def test_push_and_pull_stream_the_file(tmp_path, monkeypatch):
+    store = open_store((tmp_path / "store").as_uri())
+    get, put = type(store).get, type(store).put
+
+    def whole(real):
+        def call(self, key, *args):
+            assert key.endswith(".json"), f"{key} read or written whole"
+            return real(self, key, *args)
+        return call
+
+    monkeypatch.setattr(type(store), "get", whole(get))
+    monkeypatch.setattr(type(store), "put", whole(put))
+    fake_model(tmp_path / "built", b"x" * 3_000_000)
+    registry.push(store, tmp_path / "built")
+    registry.pull(store, tmp_path / "host")
+    assert (tmp_path / "host" / "model.onnx").stat().st_size == 3_000_000
 
 
 def test_a_damaged_download_is_refused_and_nothing_is_left(tmp_path, store):
