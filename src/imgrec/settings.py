@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     visibility_timeout: float = _setting(30.0, "seconds before an unacked message is delivered again")
     max_receives: int = _setting(5, "deliveries before a message goes to the dead-letter queue")
     worker_idle_timeout: float = _setting(30.0, "a worker run alone exits after this long without work")
+    model_check_interval: float = _setting(
+        2.0, "seconds between a worker's looks at the store for a new version of its model, taken up between two "
+        "batches (0: never; a worker then runs the version it started with)", ge=0,
+    )
     intra_op_threads: int = _setting(1, "onnxruntime threads per worker (workers are processes)")
     infer_batch: int = _setting(
         0, "images per onnxruntime call (a worker's batch is inferred so many at a time); 0: 2 for fp32, all for int8",

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from imgrec.cli.options import Variant
 
-console = Console()
+console = Console(soft_wrap=True)  # a line per version, however narrow the terminal
 
 
 def build(
@@ -78,16 +78,18 @@ def add(
     from imgrec.stores import open_store
 
     settings = ctx.obj.with_overrides(model=name)
+    # Its own folder of the data directory, whatever IMGREC_MODEL_DIR names (another model's, maybe)
+    installed = settings.data_dir / f"model-{name}"
     try:
-        manifest = model_folder.add(folder, name, settings.model_path, tag=tag)
+        manifest = model_folder.add(folder, name, installed, tag=tag)
     except model_folder.ModelRefused as exc:
         console.print(f"refused: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
     labels = ", ".join(c["label"] for c in manifest.labels[:5]) + (", ..." if len(manifest.labels) > 5 else "")
-    where = settings.model_path
+    where = installed
     console.print(f"{name}@{manifest.version} added: {where}, {len(manifest.labels)} labels ({labels})", markup=False)
     if push:
-        _, pushed = registry.push(open_store(settings.store_url), settings.model_path, tag=tag)
+        _, pushed = registry.push(open_store(settings.store_url), installed, tag=tag)
         verb = "pushed" if pushed else "already in the store"
         console.print(f"{name}@{manifest.version} {verb}; serve it with: IMGREC_MODEL={name} imgrec up")
 

@@ -41,7 +41,16 @@ from typing import Any
 
 import numpy as np
 
-from imgrec.engine.model import INPUT_TYPES, LAYOUTS, MANIFEST_FILE, OUTPUTS, Manifest, sha256_of, write_atomic
+from imgrec.engine.model import (
+    INPUT_TYPES,
+    LAYOUTS,
+    MANIFEST_FILE,
+    OUTPUTS,
+    Manifest,
+    folder_lock,
+    sha256_of,
+    write_atomic,
+)
 from imgrec.engine.variants import VARIANTS
 from imgrec.errors import ConfigError
 
@@ -154,13 +163,15 @@ def add(folder: Path, name: str, model_dir: Path, tag: str = "") -> Manifest:
     """Check the model of `folder` and install it in `model_dir` under `name` (a folder of the
     same kind, with `manifest.json`); ModelRefused, saying what to fix, if it would not serve."""
     manifest = check(read(folder, name, tag), folder / _spec(folder)["file"])
-    model_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=model_dir, prefix=".add-", delete=False) as tmp:
-        with (folder / manifest.file).open("rb") as src:
-            shutil.copyfileobj(src, tmp, 1 << 20)
-    os.replace(tmp.name, model_dir / manifest.file)  # the file first, its manifest last
-    write_spec(model_dir, manifest)
-    write_atomic(model_dir / MANIFEST_FILE, json.dumps(asdict(manifest), indent=1))
+    if model_dir.resolve() == folder.resolve():
+        return manifest  # added again where it is: checked, nothing to copy
+    with folder_lock(model_dir):  # workers of this host may be loading from it
+        with tempfile.NamedTemporaryFile(dir=model_dir, prefix=".add-", delete=False) as tmp:
+            with (folder / manifest.file).open("rb") as src:
+                shutil.copyfileobj(src, tmp, 1 << 20)
+        os.replace(tmp.name, model_dir / manifest.file)  # the file first, its manifest last
+        write_spec(model_dir, manifest)
+        write_atomic(model_dir / MANIFEST_FILE, json.dumps(asdict(manifest), indent=1))
     return manifest
 
 

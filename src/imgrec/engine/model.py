@@ -8,10 +8,13 @@ loads the ONNX file with onnxruntime.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -111,6 +114,19 @@ def load_manifest(model_dir: Path, verify: bool = False, variant: str | None = N
     if not onnx_path.is_file() or (verify and sha256_of(onnx_path) != manifest.sha256):
         raise ModelMissing(f"model file {onnx_path} is missing or damaged; {hint}")
     return manifest
+
+
+@contextmanager
+def folder_lock(model_dir: Path) -> Iterator[None]:
+    """Held by whoever writes into, or loads from, a model folder (the workers of a host share
+    one): no process loads a file while another replaces it."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with (model_dir / ".lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def write_atomic(path: Path, text: str) -> None:

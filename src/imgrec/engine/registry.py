@@ -127,12 +127,15 @@ def push(store: ObjectStore, model_dir: Path, tag: str = "") -> tuple[Manifest, 
     """Make the model of `model_dir` the version served under its name; (manifest, pushed now).
     The file is streamed; versions beyond the KEEP latest are removed."""
     manifest = load_manifest(model_dir, verify=True)
-    if tag:
-        manifest = replace(manifest, tag=tag)
     history = versions(store, manifest.name)
+    if tag or (history and history[-1].sha256 == manifest.sha256):  # no tag given: the version keeps its own
+        manifest = replace(manifest, tag=tag or history[-1].tag)
     if history and history[-1].sha256 == manifest.sha256 and store.exists(file_key(manifest)):
-        if not tag or history[-1].tag == tag:
-            return manifest, False
+        try:
+            if remote_manifest(store, manifest.variant) == manifest:
+                return manifest, False
+        except ModelMissing:
+            pass  # the same file, other labels, preprocessing or tag: the manifest is pushed again
     if not store.exists(file_key(manifest)):
         with (model_dir / manifest.file).open("rb") as f:
             store.put_file(file_key(manifest), f, "application/octet-stream")
@@ -192,7 +195,10 @@ def pull(store: ObjectStore, model_dir: Path, variant: str = DEFAULT) -> tuple[M
         try:
             local = load_manifest(model_dir, verify=True)
             if local.sha256 == remote.sha256 and local.name == remote.name:
-                return local, False
+                if local == remote:
+                    return local, False
+                write_atomic(model_dir / MANIFEST_FILE, json.dumps(asdict(remote), indent=1))
+                return remote, True  # the same file, its labels, preprocessing or tag changed
         except ModelMissing:
             pass
         model_dir.mkdir(parents=True, exist_ok=True)

@@ -162,10 +162,12 @@ class Output:
     completed_at: float = field(default_factory=time.time)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
-    PUBLIC = ("job_id", "filename", "label", "class_index", "wnid", "score", "top", "error")
+    # `model` is `name@version` (the version: the ONNX file's sha256 prefix): which model, and
+    # which of its versions, made the result (a rollout shows in the results).
+    PUBLIC = ("job_id", "filename", "label", "class_index", "wnid", "score", "top", "error", "model")
     # A result as a CSV row, one order wherever CSV is written (a batch's results,
     # `imgrec submit --csv`): what a person reads first, then the identifiers.
-    CSV_COLUMNS = ("filename", "label", "score", "class_index", "wnid", "error", "job_id")
+    CSV_COLUMNS = ("filename", "label", "score", "class_index", "wnid", "error", "job_id", "model")
 
     @property
     def failed(self) -> bool:

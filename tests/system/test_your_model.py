@@ -1,0 +1,106 @@
+"""A model of one's own, as a user brings it: a folder made outside imgrec (a generated
+three-colour ONNX classifier, model.onnx and labels.txt, no manifest) added with
+`imgrec model add`, served by `IMGREC_MODEL=NAME imgrec up` with its own labels, and a
+new version pushed under load: every request answered, the results showing the switch."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+from colour_model import plain_image, write_colour_model
+
+from imgrec.lab.harness import IMGREC, ServiceProcess, service_env, wait_until
+
+COLOURS = {"red": (230, 20, 30), "green": (10, 200, 40), "blue": (20, 30, 220)}
+
+
+def imgrec(data, *args: str) -> subprocess.CompletedProcess:
+    env = service_env(data, data / "model-colours")
+    return subprocess.run([IMGREC, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def data(tmp_path):
+    src = write_colour_model(tmp_path / "export")  # as torch.onnx.export would leave it: no manifest
+    added = imgrec(tmp_path / "data", "model", "add", str(src), "--name", "colours", "--tag", "v1")
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "colours@" in added.stdout and "3 labels (red, green, blue)" in added.stdout
+    return tmp_path / "data"
+
+
+def _serve(data, *args: str, **env: str) -> ServiceProcess:
+    return ServiceProcess(data / "svc", data / "model-colours", *args,
+                          env={"IMGREC_MODEL": "colours", "IMGREC_DATA_DIR": str(data), **env})
+
+
+def test_a_model_of_ones_own_answers_with_its_own_labels(data):
+    svc = _serve(data, "--max-workers", "1")
+    try:
+        for colour, rgb in COLOURS.items():
+            r = httpx.post(svc.url + "/", files={"myfile": (f"{colour}-card.png", plain_image(rgb), "image/png")}, timeout=60)
+            assert (r.status_code, r.text) == (200, f"{colour}-card:{colour}")
+        r = httpx.post(svc.url + "/api/v1/classify", files=[("file", ("g.jpg", plain_image(COLOURS["green"], fmt="JPEG")))],
+                       timeout=60)
+        (result,) = r.json()["results"]
+        assert result["label"] == "green" and result["model"].startswith("colours@") and result["wnid"] == ""
+        listed = imgrec(data, "model", "list")
+        assert listed.returncode == 0 and "* colours" in listed.stdout and result["model"][8:] in listed.stdout
+    finally:
+        svc.stop()
+
+
+def test_a_folder_that_would_not_serve_is_refused_in_one_line(tmp_path):
+    src = write_colour_model(tmp_path / "export", labels=("red", "green"))
+    out = imgrec(tmp_path / "data", "model", "add", str(src), "--name", "colours")
+    assert out.returncode == 1
+    assert out.stdout.strip().splitlines() == [
+        "refused: the model gives 3 scores per image but labels.txt has 2 labels; write one label a line, in the order "
+        "of the outputs"
+    ]
+
+
+def test_a_version_pushed_under_load_is_taken_up_and_rolled_back_with_nothing_lost(data, tmp_path):
+    svc = _serve(data, "--max-workers", "2", "--min-workers", "2", IMGREC_MODEL_CHECK_INTERVAL="0.5")
+    answers: list[tuple[int, str, str, float]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as http:
+            while not stop.is_set():
+                r = http.post(svc.url + "/api/v1/classify", files=[("file", ("r.png", plain_image(COLOURS["red"])))])
+                got = r.json()["results"][0] if r.status_code == 200 else {}
+                answers.append((r.status_code, got.get("label", ""), got.get("model", ""), time.monotonic()))
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    try:
+        for t in clients:
+            t.start()
+        wait_until(lambda: len(answers) >= 40, 60, what="answers from the first version")
+        v2 = write_colour_model(tmp_path / "v2", labels=("crimson", "lime", "navy"), sharpness=5.0)
+        pushed_at = time.monotonic()
+        out = imgrec(data, "model", "add", str(v2), "--name", "colours", "--tag", "v2")
+        assert out.returncode == 0, out.stdout + out.stderr
+        wait_until(lambda: sum(a[1] == "crimson" for a in answers) >= 40, 60, what="answers from the second version")
+        status = svc.status()
+        back = imgrec(data, "model", "rollback", "colours")
+        assert back.returncode == 0 and "colours rolled back to" in back.stdout and "(v1)" in back.stdout, back.stdout
+        rolled_at = time.monotonic()
+        wait_until(lambda: sum(a[1] == "red" and a[3] > rolled_at for a in answers) >= 20, 60, what="the first again")
+        stop.set()
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(90)
+        svc.stop()
+    assert all(a[0] == 200 for a in answers), {a[0] for a in answers}
+    models = {label: {m for _, lab, m, _ in answers if lab == label} for label in ("red", "crimson")}
+    assert set(models) == {"red", "crimson"} and all(len(m) == 1 for m in models.values()), models
+    assert {a[1] for a in answers} == {"red", "crimson"}, "each answer from one version or the other"
+    assert models["red"] != models["crimson"]
+    first_new = min(t for _, lab, _, t in answers if lab == "crimson")
+    print(f"{len(answers)} answers, 0 failed; first from the new version {first_new - pushed_at:.2f} s after the push began")
+    assert [m["version"] for m in status["models"]] == [next(iter(models["crimson"])).split("@")[1]]
