@@ -53,7 +53,10 @@ class ModelWatch:
     def look(self) -> None:
         """One look: if the store serves another version than the one running (or prepared),
         pull, load and warm it, ready to `take`."""
-        remote = registry.remote_manifest(self.store, self.model)
+        try:
+            remote = registry.remote_manifest(self.store, self.model)
+        except ModelMissing:
+            return  # nothing pushed (one host, a model built here): the one here is the one served
         with self._lock:
             prepared = self._ready.manifest if self._ready is not None else self.running
         if remote == prepared:  # the file, and its labels and preprocessing (a push may change those alone)
