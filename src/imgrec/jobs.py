@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import IO
@@ -215,7 +216,10 @@ def answer_dead_letters(queue: Queue, results: Results, limit: int = 50) -> int:
     return taken
 
 
-def resend_lost(store: ObjectStore, queue: Queue, older_than: float, store_now: float | None = None) -> int:
+def resend_lost(
+    store: ObjectStore, queue: Queue, older_than: float, store_now: float | None = None,
+    others: Mapping[str, Queue] | None = None,
+) -> int:
     """Send again the requests of jobs whose pending records were last written more than
     `older_than` seconds ago and whose messages the queue no longer has; returns how many.
     Ages are by the store's clock (`store_now`: its time now), never by another host's.
@@ -223,8 +227,11 @@ def resend_lost(store: ObjectStore, queue: Queue, older_than: float, store_now: 
     A queue cannot be asked for a job's message, so this counts: jobs pending in the
     store beyond what the queue holds (waiting, in flight, dead) were lost; the oldest of
     those pending long enough are sent again. A guess that picks one still queued makes
-    a duplicate, which is answered once."""
-    stats = queue.stats()
+    a duplicate, which is answered once. Where several models are served, `others` are the
+    other models' request queues: each job goes back to its own model's."""
+    others = others or {}
+    every = [queue.stats(), *(q.stats() for q in others.values())]
+    queued = sum(st.depth + st.in_flight + st.dead for st in every)
     now, unfinished, candidates = time.time() if store_now is None else store_now, 0, []
     for key, written in store.scan(PENDING):
         try:
@@ -237,12 +244,17 @@ def resend_lost(store: ObjectStore, queue: Queue, older_than: float, store_now: 
         unfinished += 1
         if now - written > older_than:
             candidates.append(pending)
-    lost = min(len(candidates), unfinished - (stats.depth + stats.in_flight + stats.dead))
+    lost = min(len(candidates), unfinished - queued)
     if lost <= 0:
         return 0
     resend = sorted(candidates, key=lambda p: p.accepted_at)[:lost]
     requests = [replace(p.request, requeued=p.request.requeued + 1) for p in resend]
-    queue.send_many([r.to_dict() for r in requests])
+    by_queue: dict[int, tuple[Queue, list[Request]]] = {}
+    for r in requests:
+        target = others.get(r.model or "", queue)
+        by_queue.setdefault(id(target), (target, []))[1].append(r)
+    for target, sent in by_queue.values():
+        target.send_many([r.to_dict() for r in sent])
     for p, r in zip(resend, requests, strict=True):
         store.put(p.key, dumps(replace(p, request=r, resent_at=now).to_dict()), JSON)
     log.warning("sent again %d accepted jobs whose messages were lost (the queue lost its data?)", lost)

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         "lite0", "the model served: a built-in variant, lite0 (exact fp32), lite0-int8 (quantized, faster), lite2, "
         "lite2-int8, or the name of a model added with imgrec model add"
     )
+    models: str = _setting(
+        "", "several models served side by side, comma-separated (each a variant or an added model's name), each with "
+        "its own request queue and workers; the first is the default, which POST / and /api/v1/classify serve",
+        shown="(only IMGREC_MODEL)",
+    )
     model_dir: Path | None = _setting(
         None, "the ONNX model and its manifest", shown="<data dir>/model (<data dir>/model-<variant> for the others)"
     )
@@ -169,6 +174,22 @@ class Settings(BaseSettings):
         if self.model_dir:
             return self.model_dir
         return self.data_dir / ("model" if self.model == "lite0" else f"model-{self.model}")
+
+    @cached_property
+    def served_models(self) -> list[str]:
+        """The models this deployment serves, the default first: IMGREC_MODELS, or IMGREC_MODEL alone."""
+        listed = [m.strip() for m in self.models.split(",") if m.strip()]
+        for m in listed:
+            _model_name(m)
+        return list(dict.fromkeys(listed)) or [self.model]
+
+    @property
+    def default_model(self) -> str:
+        return self.served_models[0]
+
+    def for_model(self, model: str) -> Settings:
+        """The settings of a process that serves `model` (a worker of its pool, a look at its folder)."""
+        return self if model == self.model else self.with_overrides(model=model)
 
     @cached_property
     def store_url(self) -> str:

@@ -1,19 +1,24 @@
 """A model of one's own, as a user brings it: a folder made outside imgrec (a generated
 three-colour ONNX classifier, model.onnx and labels.txt, no manifest) added with
-`imgrec model add`, served by `IMGREC_MODEL=NAME imgrec up` with its own labels, and a
-new version pushed under load: every request answered, the results showing the switch."""
+`imgrec model add`, served by `IMGREC_MODEL=NAME imgrec up` with its own labels; a
+new version pushed under load: every request answered, the results showing the switch;
+and served beside Lite0 (`IMGREC_MODELS`), each model answered by its own workers, which
+go to zero on their own."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import threading
 import time
 
 import httpx
 import pytest
-from colour_model import plain_image, write_colour_model
 
-from imgrec.lab.harness import IMGREC, ServiceProcess, service_env, wait_until
+from colour_model import plain_image, write_colour_model
+from images import PHOTOS
+from imgrec.lab.harness import IMGREC, ServiceProcess, WebPart, service_env, wait_until
 
 COLOURS = {"red": (230, 20, 30), "green": (10, 200, 40), "blue": (20, 30, 220)}
 
@@ -104,3 +109,52 @@ def test_a_version_pushed_under_load_is_taken_up_and_rolled_back_with_nothing_lo
     first_new = min(t for _, lab, _, t in answers if lab == "crimson")
     print(f"{len(answers)} answers, 0 failed; first from the new version {first_new - pushed_at:.2f} s after the push began")
     assert [m["version"] for m in status["models"]] == [next(iter(models["crimson"])).split("@")[1]]
+
+
+def test_two_models_side_by_side_each_answered_by_its_own_and_scaled_on_its_own(data, model_dir, photo_bytes, tmp_path):
+    shutil.copytree(model_dir, data / "model", ignore=shutil.ignore_patterns(".lock"))  # lite0, as `make setup` built it
+    env = {k: v for k, v in os.environ.items() if k != "IMGREC_MODEL_DIR"}  # each model has its own folder
+    env.update(IMGREC_DATA_DIR=str(data), IMGREC_MODELS="colours,lite0", IMGREC_MAX_WORKERS="2",
+               IMGREC_SCALE_TO_ZERO_DELAY="2", IMGREC_SCALE_IN_DELAY="2")
+    svc = WebPart(data / "up.log", env, command="up")
+    stop = threading.Event()
+    try:
+        assert svc.get("/api/v1/models") == {"default": "colours", "models": ["colours", "lite0"]}
+        r = httpx.post(svc.url + "/api/v1/models/colours/classify", files=[("file", ("b.png", plain_image(COLOURS["blue"])))],
+                       timeout=60)
+        (mine,) = r.json()["results"]
+        assert (mine["label"], mine["model"].split("@")[0]) == ("blue", "colours")
+        r = httpx.post(svc.url + "/api/v1/models/lite0/classify", files=[("file", ("cat.png", photo_bytes["chelsea.png"]))],
+                       timeout=60)
+        (theirs,) = r.json()["results"]
+        assert (theirs["label"], theirs["model"].split("@")[0]) == (PHOTOS["chelsea.png"], "efficientnet-lite0")
+        r = httpx.post(svc.url + "/", files={"myfile": ("g.png", plain_image(COLOURS["green"]), "image/png")}, timeout=60)
+        assert r.text == "g:green", "the classic route serves the default model"
+        r = httpx.post(svc.url + "/api/v1/models/lite0/jobs", files=[("file", ("c.png", photo_bytes["coffee.png"]))], timeout=60)
+        (job,) = r.json()["jobs"]
+        done = wait_until(lambda: (j := svc.get(job["url"]))["status"] == "done" and j, 60, what="the job")
+        assert (done["result"]["label"], done["result"]["model"].split("@")[0]) == ("espresso", "efficientnet-lite0")
+        r = httpx.post(svc.url + "/api/v1/models/nope/classify", files=[("file", ("b.png", plain_image(COLOURS["blue"])))])
+        assert r.status_code == 404 and "served: colours, lite0" in r.json()["detail"]
+
+        def lite0_traffic() -> None:  # only lite0 is asked: the colours' workers must go, lite0's stay
+            with httpx.Client(timeout=60) as http:
+                while not stop.is_set():
+                    cat = [("file", ("c.png", photo_bytes["chelsea.png"]))]
+                    r = http.post(svc.url + "/api/v1/models/lite0/classify", files=cat)
+                    assert r.status_code == 200 and r.json()["results"][0]["label"] == PHOTOS["chelsea.png"]
+
+        client = threading.Thread(target=lite0_traffic)
+        client.start()
+
+        def running() -> dict[str, int]:
+            return {m["name"]: m["workers"] for m in svc.status()["models"]}
+
+        wait_until(lambda: running() == {"efficientnet-lite0": 1} or running() == {"efficientnet-lite0": 2}, 60,
+                   what="the colours' workers to stop while lite0's serve")
+        stop.set()
+        client.join(60)
+        wait_until(lambda: running() == {}, 60, what="lite0's workers to stop too once its traffic stops")
+    finally:
+        stop.set()
+        svc.stop()

@@ -52,6 +52,7 @@ from imgrec.messages.keys import (
     new_id,
     output_key,
     pending_key,
+    request_queue_name,
     safe_filename,
 )
 
@@ -124,6 +125,7 @@ class Request:
     sent_at: float = 0.0
     crashes: int = 0
     requeued: int = 0
+    model: str | None = None  # the model asked for, where several are served (None: the default)
 
     def __post_init__(self) -> None:
         if not is_id(self.job_id) or not isinstance(self.input_key, str):
@@ -299,6 +301,7 @@ __all__ = [
     "PENDING",
     "REPLY_QUEUE_PREFIX",
     "REQUEST_QUEUE",
+    "request_queue_name",
     "RUNNING",
     "SAFE_NAME_MAX",
     "SWEPT",

@@ -7,7 +7,12 @@ import time
 import unicodedata
 import uuid
 
-REQUEST_QUEUE = "requests"
+REQUEST_QUEUE = "requests"  # the default model's; another served model's is REQUEST_QUEUE-<model>
+
+
+def request_queue_name(model: str, default: str) -> str:
+    """The request queue of `model` where `default` is the deployment's default model."""
+    return REQUEST_QUEUE if model == default else f"{REQUEST_QUEUE}-{model.replace('.', '_')}"
 REPLY_QUEUE_PREFIX = "replies-"  # + a random id: each web replica's own
 SAFE_NAME_MAX = 100
 

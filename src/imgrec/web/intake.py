@@ -42,9 +42,11 @@ class Submitted:
 class Intake:
     def __init__(
         self, settings: Settings, store: ObjectStore, requests: Queue, replies: ReplyListener, metrics: WebMetrics,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, model: str | None = None,
     ) -> None:
         self.settings, self.store, self.requests, self.replies = settings, store, requests, replies
+        # The model its requests ask for, named in them where several are served (None: the only one)
+        self.model = model if model is not None and len(settings.served_models) > 1 else None
         self.limits = ImageLimits.from_settings(settings)
         self.stage = metrics.stage
         self.backlog = Backlog(requests, settings.max_backlog, clock=clock)
@@ -99,7 +101,7 @@ class Intake:
     async def _submit_one(self, up: Upload, wait: bool, batch_id: str | None) -> Submitted:
         job_id = new_id()
         reply_to = self.replies.name if wait else None
-        request = Request(job_id, input_key(job_id, up.filename or "upload"), up.filename, batch_id, reply_to)
+        request = Request(job_id, input_key(job_id, up.filename or "upload"), up.filename, batch_id, reply_to, model=self.model)
         fut = self.replies.expect(job_id) if wait else None  # before the request can be answered
         try:
             await asyncio.to_thread(self._store_and_send, up, request)

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from colour_model import LABELS, plain_image, write_colour_model
 
+from colour_model import LABELS, plain_image, write_colour_model
 from imgrec.engine import folder
 from imgrec.engine.classifier import Classifier
 from imgrec.engine.folder import ModelRefused
@@ -124,6 +124,7 @@ def test_a_name_must_be_safe_and_not_a_built_in_one(tmp_path, name):
 
 def test_a_fixed_batch_is_refused_with_how_to_export(tmp_path):
     import onnx
+
     from colour_model import colour_graph
 
     src = write_colour_model(tmp_path / "export")

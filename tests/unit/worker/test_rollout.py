@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 
 from colour_model import plain_image, write_colour_model
-
 from imgrec.engine import folder, registry
 from imgrec.engine.classifier import Classifier
 from imgrec.stores import open_store
