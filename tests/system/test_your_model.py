@@ -136,6 +136,14 @@ def test_two_models_side_by_side_each_answered_by_its_own_and_scaled_on_its_own(
         assert (done["result"]["label"], done["result"]["model"].split("@")[0]) == ("espresso", "efficientnet-lite0")
         r = httpx.post(svc.url + "/api/v1/models/nope/classify", files=[("file", ("b.png", plain_image(COLOURS["blue"])))])
         assert r.status_code == 404 and "served: colours, lite0" in r.json()["detail"]
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        (photos / "cat.png").write_bytes(photo_bytes["chelsea.png"])
+        (photos / "red.png").write_bytes(plain_image(COLOURS["red"]))
+        for model, said in (("lite0", "cat:tiger cat"), ("colours", "red:red")):
+            out = subprocess.run([IMGREC, "submit", str(photos), "--url", svc.url, "--model", model], capture_output=True,
+                                 text=True, timeout=120, env={**env, "XDG_STATE_HOME": str(tmp_path / "state")})
+            assert out.returncode == 0 and said in out.stdout, out.stdout + out.stderr
 
         def lite0_traffic() -> None:  # only lite0 is asked: the colours' workers must go, lite0's stay
             with httpx.Client(timeout=60) as http:

@@ -34,6 +34,9 @@ def submit(
     ] = 300.0,  # imgrec.client.submit.GIVE_UP_AFTER (not imported here: `imgrec status` needs no httpx)
     verbose: Annotated[bool, typer.Option("--verbose", help="List the files skipped for not being images")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error, not one line")] = False,
+    model: Annotated[str | None, typer.Option(
+        help="One of the models the service serves side by side (GET /api/v1/models) [default: its default model]")
+    ] = None,
 ) -> None:
     """Send images to a running service; prints name:label lines, or writes --csv/--json.
     Stopped early (Ctrl-C, the service out of reach), it writes what was answered; run
@@ -49,7 +52,7 @@ def submit(
             task = bar.add_task("", total=None, rate=0.0, failed=0)
             report = run(
                 [str(p) for p in paths], url, api_key=api_key, concurrency=concurrency, csv_out=csv_out,
-                json_out=json_out, give_up_after=give_up_after, on_trouble=trouble,
+                json_out=json_out, give_up_after=give_up_after, on_trouble=trouble, model=model,
                 progress=lambda t: bar.update(task, total=t.total, completed=t.done, failed=t.failed, rate=t.rate()),
             )
     except Exception as exc:  # before anything was sent (no images, an unreadable file): one line
