@@ -136,6 +136,10 @@ def test_two_models_side_by_side_each_answered_by_its_own_and_scaled_on_its_own(
         assert (done["result"]["label"], done["result"]["model"].split("@")[0]) == ("espresso", "efficientnet-lite0")
         r = httpx.post(svc.url + "/api/v1/models/nope/classify", files=[("file", ("b.png", plain_image(COLOURS["blue"])))])
         assert r.status_code == 404 and "served: colours, lite0" in r.json()["detail"]
+        assert set(svc.status()["queues"]) == {"colours", "lite0"}, "each model's queue in the status"
+        shown = subprocess.run([IMGREC, "status"], capture_output=True, text=True, timeout=60, env={**env, "COLUMNS": "200"})
+        assert "colours 0 waiting" in shown.stdout and "lite0 0 waiting" in shown.stdout, shown.stdout + shown.stderr
+        assert "efficientnet-lite0@" in shown.stdout and "colours@" in shown.stdout
         photos = tmp_path / "photos"
         photos.mkdir()
         (photos / "cat.png").write_bytes(photo_bytes["chelsea.png"])

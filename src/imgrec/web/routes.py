@@ -78,7 +78,10 @@ class Parts:
 
     def status(self) -> dict:
         """The deployment's status; its problems say where only to callers with a key."""
-        return presence.deployment_status(self.requests, self.store, self.store_clock, detail=bool(self.settings.keys))
+        return presence.deployment_status(
+            self.requests, self.store, self.store_clock, detail=bool(self.settings.keys),
+            per_model={m: i.requests for m, i in self.intakes.items()},
+        )
 
     async def ensure_workers_can_run(self) -> None:
         """For a client about to wait: refuse at once when no worker runs and the

@@ -61,9 +61,12 @@ class ModelWatch:
             prepared = self._ready.manifest if self._ready is not None else self.running
         if remote == prepared:  # the file, and its labels and preprocessing (a push may change those alone)
             return
-        with folder_lock(self.model_dir):
-            registry.pull(self.store, self.model_dir, self.model)
-            clf = self.load()
+        try:
+            with folder_lock(self.model_dir):
+                registry.pull(self.store, self.model_dir, self.model)
+                clf = self.load()
+        except OSError as exc:  # a folder it cannot write (a read-only image): said in one line, tried again
+            raise ModelMissing(f"cannot take up {remote.name}@{remote.short_hash} in {self.model_dir}: {exc}") from None
         warm_up(clf)
         log.info("model %s prepared beside %s; taken up after this batch", clf.model_id, self.running.short_hash)
         with self._lock:
