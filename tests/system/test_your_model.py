@@ -31,9 +31,17 @@ def imgrec(data, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def data(tmp_path):
     src = write_colour_model(tmp_path / "export")  # as torch.onnx.export would leave it: no manifest
-    added = imgrec(tmp_path / "data", "model", "add", str(src), "--name", "colours", "--tag", "v1")
+    cards = tmp_path / "cards"  # known colours, to measure it on
+    cards.mkdir()
+    rows = ["filename,class_index"]
+    for i, (colour, rgb) in enumerate(COLOURS.items()):
+        (cards / f"{colour}.jpg").write_bytes(plain_image(rgb, fmt="JPEG"))
+        rows.append(f"{colour}.jpg,{i}")
+    (cards / "labels.csv").write_text("\n".join(rows) + "\n")
+    added = imgrec(tmp_path / "data", "model", "add", str(src), "--name", "colours", "--tag", "v1", "--eval", str(cards))
     assert added.returncode == 0, added.stdout + added.stderr
     assert "colours@" in added.stdout and "3 labels (red, green, blue)" in added.stdout
+    assert "top-1 100.00%, top-5 100.00% on 3 images of cards" in added.stdout
     return tmp_path / "data"
 
 
@@ -54,6 +62,7 @@ def test_a_model_of_ones_own_answers_with_its_own_labels(data):
         assert result["label"] == "green" and result["model"].startswith("colours@") and result["wnid"] == ""
         listed = imgrec(data, "model", "list")
         assert listed.returncode == 0 and "* colours" in listed.stdout and result["model"][8:] in listed.stdout
+        assert listed.stdout.splitlines()[1].split()[-1] == "100.0%", listed.stdout  # the top-1 measured at add
     finally:
         svc.stop()
 

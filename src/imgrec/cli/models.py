@@ -70,6 +70,8 @@ def add(
     name: Annotated[str, typer.Option(help="The name it is served under (IMGREC_MODEL=NAME)")],
     tag: Tag = "",
     push: Annotated[bool, typer.Option(help="Push it to the store as the version served")] = True,
+    eval_dir: Annotated[Path | None, typer.Option(
+        "--eval", help="Record top-1/top-5 on DIR/labels.csv (filename,class_index: the index in labels.txt)")] = None,
 ) -> None:
     """Check a model folder (the graph loads, takes what the manifest says, runs once, gives one
     score per label), install it in the data directory as NAME and push it to the store."""
@@ -85,6 +87,12 @@ def add(
     except model_folder.ModelRefused as exc:
         console.print(f"refused: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
+    if eval_dir is not None:
+        from imgrec.engine.model import with_accuracy
+
+        manifest = with_accuracy(installed, manifest, eval_dir)
+        a = manifest.accuracy
+        console.print(f"top-1 {a['top1']:.2%}, top-5 {a['top5']:.2%} on {a['images']} images of {a['on']}")
     labels = ", ".join(c["label"] for c in manifest.labels[:5]) + (", ..." if len(manifest.labels) > 5 else "")
     where = installed
     console.print(f"{name}@{manifest.version} added: {where}, {len(manifest.labels)} labels ({labels})", markup=False)

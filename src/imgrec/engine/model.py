@@ -153,7 +153,7 @@ def build(
             kept = load_manifest(model_dir, verify=True, variant=variant)
             if EXPORTER in kept.source:
                 _write_spec(model_dir, kept)
-                return (_with_accuracy(model_dir, kept, eval_dir) if eval_dir else kept), False
+                return (with_accuracy(model_dir, kept, eval_dir) if eval_dir else kept), False
         except ModelMissing:
             pass
         _refuse_to_replace(model_dir, variant)
@@ -190,7 +190,7 @@ def build(
     )
     write_atomic(model_dir / MANIFEST_FILE, json.dumps(asdict(manifest), indent=1))
     _write_spec(model_dir, manifest)
-    return (_with_accuracy(model_dir, manifest, eval_dir) if eval_dir else manifest), True
+    return (with_accuracy(model_dir, manifest, eval_dir) if eval_dir else manifest), True
 
 
 def _write_spec(model_dir: Path, manifest: Manifest) -> None:
@@ -202,8 +202,9 @@ def _write_spec(model_dir: Path, manifest: Manifest) -> None:
         write_spec(model_dir, manifest)
 
 
-def _with_accuracy(model_dir: Path, manifest: Manifest, eval_dir: Path) -> Manifest:
-    """The manifest with the model's accuracy on `eval_dir` recorded (the file is unchanged)."""
+def with_accuracy(model_dir: Path, manifest: Manifest, eval_dir: Path) -> Manifest:
+    """The manifest with the model's accuracy on `eval_dir` (labels.csv: filename,class_index, the
+    index in the model's outputs) recorded (the file is unchanged)."""
     manifest = replace(manifest, accuracy=measure(model_dir, eval_dir))
     write_atomic(model_dir / MANIFEST_FILE, json.dumps(asdict(manifest), indent=1))
     return manifest
