@@ -8,6 +8,7 @@ loads the ONNX file with onnxruntime.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -32,7 +33,6 @@ MEAN, STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
 
 LAYOUTS = ("NCHW", "NHWC")
 INPUT_TYPES = ("float32", "uint8")
-RESIZES = ("shorter", "straight")
 OUTPUTS = ("logits", "probabilities")
 
 
@@ -71,6 +71,14 @@ class Manifest:
     def version(self) -> str:
         """What results and `imgrec model list` name as the version: the content hash's prefix."""
         return self.short_hash
+
+    def serves_as(self, other: Manifest) -> bool:
+        """Whether both give the same results under the same name: the same file, labels, input,
+        output and tag (what was measured or how it was made may differ)."""
+        def served(m: Manifest) -> Manifest:
+            return replace(m, source="", calibration="", accuracy={})
+
+        return served(self) == served(other)
 
 
 def sha256_of(path: Path) -> str:
@@ -152,7 +160,8 @@ def build(
         try:
             kept = load_manifest(model_dir, verify=True, variant=variant)
             if EXPORTER in kept.source:
-                _write_spec(model_dir, kept)
+                with contextlib.suppress(OSError):  # a read-only folder (an image's) stays as it is
+                    _write_spec(model_dir, kept)
                 return (with_accuracy(model_dir, kept, eval_dir) if eval_dir else kept), False
         except ModelMissing:
             pass

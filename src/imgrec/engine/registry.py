@@ -132,7 +132,7 @@ def push(store: ObjectStore, model_dir: Path, tag: str = "") -> tuple[Manifest, 
         manifest = replace(manifest, tag=tag or history[-1].tag)
     if history and history[-1].sha256 == manifest.sha256 and store.exists(file_key(manifest)):
         try:
-            if remote_manifest(store, manifest.variant) == manifest:
+            if remote_manifest(store, manifest.variant).serves_as(manifest):
                 return manifest, False
         except ModelMissing:
             pass  # the same file, other labels, preprocessing or tag: the manifest is pushed again
@@ -160,15 +160,16 @@ def rollback(store: ObjectStore, name: str) -> Manifest:
 
 
 def _make_current(store: ObjectStore, manifest: Manifest, history: list[Version]) -> None:
-    data = json.dumps(asdict(manifest), indent=1).encode()
-    store.put(version_key(manifest.name, manifest.sha256), data, "application/json")
-    store.put(versions_key(manifest.name), json.dumps([asdict(v) for v in history], indent=1).encode(), "application/json")
-    store.put(manifest_key(manifest.name), data, "application/json")  # last: readers follow it
-    kept: list[str] = []
+    kept: list[str] = []  # the KEEP latest versions, newest first; history keeps only their entries
     for v in reversed(history):
         if v.sha256 not in kept:
             kept.append(v.sha256)
     kept = kept[:KEEP]
+    history = [v for v in history if v.sha256 in kept]
+    data = json.dumps(asdict(manifest), indent=1).encode()
+    store.put(version_key(manifest.name, manifest.sha256), data, "application/json")
+    store.put(versions_key(manifest.name), json.dumps([asdict(v) for v in history], indent=1).encode(), "application/json")
+    store.put(manifest_key(manifest.name), data, "application/json")  # last: readers follow it
     folder = f"{MODELS}{manifest.name}/"
     fixed = {manifest_key(manifest.name), versions_key(manifest.name)}
     store.delete_many([k for k in store.keys(folder) if k not in fixed and k[len(folder):].split("/", 1)[0] not in kept])
@@ -195,7 +196,7 @@ def pull(store: ObjectStore, model_dir: Path, variant: str = DEFAULT) -> tuple[M
         try:
             local = load_manifest(model_dir, verify=True)
             if local.sha256 == remote.sha256 and local.name == remote.name:
-                if local == remote:
+                if local.serves_as(remote):
                     return local, False
                 write_atomic(model_dir / MANIFEST_FILE, json.dumps(asdict(remote), indent=1))
                 return remote, True  # the same file, its labels, preprocessing or tag changed

@@ -59,7 +59,7 @@ class ModelWatch:
             return  # nothing pushed (one host, a model built here): the one here is the one served
         with self._lock:
             prepared = self._ready.manifest if self._ready is not None else self.running
-        if remote == prepared:  # the file, and its labels and preprocessing (a push may change those alone)
+        if remote.serves_as(prepared):  # the file, and its labels and preprocessing (a push may change those alone)
             return
         try:
             with folder_lock(self.model_dir):

@@ -5,9 +5,10 @@ travels the same way in `system/test_install`."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -74,6 +75,7 @@ def test_only_the_latest_versions_are_kept(tmp_path, store):
         registry.push(store, tmp_path / f"v{i}")
     kept = [m for m in pushed if store.exists(registry.file_key(m))]
     assert kept == pushed[-registry.KEEP:]
+    assert [v.sha256 for v in registry.versions(store, "efficientnet-lite0")] == [m.sha256 for m in kept]
     assert registry.names(store) == ["efficientnet-lite0"]
 
 
@@ -145,3 +147,13 @@ def test_wait_for_ends_when_asked_to_stop(tmp_path, store):
     stop = threading.Event()
     threading.Timer(0.2, stop.set).start()
     assert registry.wait_for(tmp_path / "host", store, stop, lambda _: None, every=0.05) is None
+
+
+def test_a_pull_keeps_what_was_measured_here_when_the_store_serves_the_same(tmp_path, store):
+    fake_model(tmp_path / "built")
+    registry.push(store, tmp_path / "built")
+    here = tmp_path / "built"
+    measured = replace(load_manifest(here), accuracy={"top1": 0.9})
+    (here / "manifest.json").write_text(json.dumps(asdict(measured)))
+    assert registry.pull(store, here) == (measured, False), "the same file, labels and input: nothing to take"
+    assert registry.push(store, here)[1] is False
