@@ -20,6 +20,7 @@ from imgrec import jobs, logs
 from imgrec.engine import registry
 from imgrec.engine.classifier import Classifier
 from imgrec.engine.model import folder_lock
+from imgrec.errors import BackendError
 from imgrec.messages import new_id
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
@@ -136,7 +137,8 @@ class _Worker:
             return
         old, processor.clf = processor.clf, new
         self.said.update(model=new.model_id, model_variant=new.manifest.variant)
-        self.presence.write(self.presence.state)  # the status shows the switch at once
+        with contextlib.suppress(BackendError):  # the status shows the switch at once, or at the next beat
+            self.presence.write(self.presence.state)
         if old.decode_pool is not None:
             old.decode_pool.shutdown(wait=False)
         log.info("worker %s now runs %s (was %s)", self.id, new.model_id, old.model_id)
