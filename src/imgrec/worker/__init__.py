@@ -20,7 +20,7 @@ from imgrec import jobs, logs
 from imgrec.engine import registry
 from imgrec.engine.classifier import Classifier
 from imgrec.engine.model import folder_lock
-from imgrec.errors import BackendError
+from imgrec.errors import BackendError, ConfigError
 from imgrec.messages import new_id
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
@@ -61,6 +61,11 @@ class _Worker:
 
     def __init__(self, settings: Settings, worker_id: str, born: float) -> None:
         self.settings, self.id = settings, worker_id
+        if settings.model not in settings.served_models:  # its queue would be one no web replica feeds
+            raise ConfigError(
+                f"IMGREC_MODEL={settings.model} is not one of IMGREC_MODELS ({settings.models}): name the model this "
+                "worker serves with IMGREC_MODEL"
+            )
         self.store = open_store(settings.store_url, settings.backend_timeout)
         self.queue = request_queue(settings)  # a queue set up wrong is said at once, not after the wait
         for left in (settings.ready_file, settings.live_file):  # left by a worker that died (a container restarted)
