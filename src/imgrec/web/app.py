@@ -48,8 +48,12 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         )
         replies = ReplyListener(reply_queue, store, metrics)
         replies.start()
-        intakes = {m: Intake(settings, store, q, replies, metrics, clock, model=m) for m, q in queues.items()}
-        intake = intakes[settings.default_model]
+        intake = Intake(settings, store, requests, replies, metrics, clock, model=settings.default_model)
+        intakes = {
+            m: intake if m == settings.default_model
+            else Intake(settings, store, q, replies, metrics, clock, model=m, beside=intake)
+            for m, q in queues.items()
+        }
         readiness = Readiness(store, requests, replies.name, lambda: replies.healthy, clock=clock)
         store_clock = presence.StoreClock(store, replies.name)
         history = StatusHistory(lambda: presence.deployment_status(requests, store, store_clock))
@@ -61,8 +65,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
                            store=logs.redact(settings.store_url), queue=logs.redact(settings.queue_url)):
             yield
             history.stop()
-            for each in intakes.values():
-                each.close()
+            intake.close()  # the others share its threads
             replies.stop()
             readiness.forget()
             store_clock.forget()

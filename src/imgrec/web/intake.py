@@ -42,7 +42,7 @@ class Submitted:
 class Intake:
     def __init__(
         self, settings: Settings, store: ObjectStore, requests: Queue, replies: ReplyListener, metrics: WebMetrics,
-        clock: Callable[[], float] = time.monotonic, model: str | None = None,
+        clock: Callable[[], float] = time.monotonic, model: str | None = None, beside: Intake | None = None,
     ) -> None:
         self.settings, self.store, self.requests, self.replies = settings, store, requests, replies
         # The model its requests ask for, named in them where several are served (None: the only one)
@@ -50,15 +50,19 @@ class Intake:
         self.limits = ImageLimits.from_settings(settings)
         self.stage = metrics.stage
         self.backlog = Backlog(requests, settings.max_backlog, clock=clock)
+        # Another model's intake on this replica shares the first one's gate and threads: the
+        # limits below are the replica's, however many models it serves.
         # At most this many uploads are parsed, checked and stored at once; the others
         # wait, their bodies already received (a slow client holds no slot).
-        self.gate = asyncio.Semaphore(settings.max_concurrent_uploads)
+        self.gate: asyncio.Semaphore = beside.gate if beside else asyncio.Semaphore(settings.max_concurrent_uploads)
         # Pending records are written beside the inputs, not after them: two syncs (or two
         # round trips to S3) at once rather than one after the other.
-        self._beside = ThreadPoolExecutor(settings.max_concurrent_uploads, thread_name_prefix="pending")
+        self._beside: ThreadPoolExecutor = beside._beside if beside else ThreadPoolExecutor(
+            settings.max_concurrent_uploads, thread_name_prefix="pending"
+        )
         # Header checks on threads of their own: however many hostile files arrive at once,
         # each check is bounded (imaging.header) and none delays the store's writes.
-        self._checks = ThreadPoolExecutor(2, thread_name_prefix="header-check")
+        self._checks: ThreadPoolExecutor = beside._checks if beside else ThreadPoolExecutor(2, thread_name_prefix="header-check")
 
     async def take(
         self, request: HttpRequest, fields: tuple[str, ...], max_files: int, *, wait: bool, always_batch: bool
