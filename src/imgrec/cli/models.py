@@ -117,27 +117,23 @@ def list_models(ctx: typer.Context) -> None:
         return
     console.print(f"{'':2}{'name':<28}{'version':<14}{'tag':<12}{'MB':>8}  {'pushed':<17}{'top-1':>7}", markup=False)
     for name in found:
-        history = registry.versions(store, name)
-        shown: set[str] = set()
-        for i, v in enumerate(reversed(history)):
-            if v.sha256 in shown:
-                continue
-            shown.add(v.sha256)
+        current = registry.served(store, name)
+        for v in reversed(registry.versions(store, name)):  # the newest first
             try:
                 m = registry.version_manifest(store, name, v.sha256)
                 top1 = f"{m.accuracy['top1']:.1%}" if m.accuracy.get("top1") is not None else "-"
             except Exception:  # noqa: BLE001 - one unreadable version spoils no listing
                 top1 = "?"
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(v.pushed_at)) if v.pushed_at else "-"
-            mark = "*" if i == 0 else " "
+            mark = "*" if current is not None and v.sha256 == current.sha256 else " "
             console.print(
                 f"{mark} {name:<28}{v.sha256[:12]:<14}{v.tag or '-':<12}{v.size / 1e6:>8.1f}  {when:<17}{top1:>7}", markup=False
             )
 
 
 def rollback(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The model's name (IMGREC_MODEL)")]) -> None:
-    """Serve the version of NAME made current before the one served now; running workers switch
-    back between batches."""
+    """Serve the version of NAME pushed before the one served now (again: further back); running
+    workers switch back between batches. `imgrec model push` serves a newer one again."""
     from imgrec.engine import registry
     from imgrec.errors import ModelMissing
     from imgrec.stores import open_store

@@ -4,14 +4,14 @@
     models/<name>/manifest.json            the version served now under <name> (a built-in
                                            variant's name, efficientnet-lite0, ...-int8, or
                                            the name a model was added under)
-    models/<name>/versions.json            the versions made current, oldest first
+    models/<name>/versions.json            the versions kept, in the order they were pushed
     models/<name>/<sha256>/<file>          each version's ONNX file, under its own hash
     models/<name>/<sha256>/manifest.json   and its manifest
 
 A version is its file's sha256. A push writes the file and its manifest first and the
 current manifest last, and a version's file never overwrites another's, so a reader
-never pairs a manifest with another push's file. `rollback` makes the version before
-the current one current again the same way; the KEEP latest versions are kept.
+never pairs a manifest with another push's file. `rollback` makes the version pushed
+before the served one current again the same way; the KEEP latest versions are kept.
 Files travel a part at a time (`ObjectStore.put_file`, `get_file`), and a pulled file
 is checked against the manifest's sha256 before it is moved into place: a damaged
 download is refused, never served.
@@ -83,7 +83,7 @@ def remote_manifest(store: ObjectStore, variant: str = DEFAULT) -> Manifest:
 
 @dataclass(frozen=True)
 class Version:
-    """One entry of versions.json: a version made current."""
+    """One entry of versions.json: a version pushed."""
 
     sha256: str
     tag: str = ""
@@ -92,17 +92,23 @@ class Version:
 
 
 def versions(store: ObjectStore, name: str) -> list[Version]:
-    """The versions made current under `name`, oldest first (the last is served); a model pushed
-    before versions were recorded has its current one only."""
+    """The versions kept under `name`, in the order they were last pushed (the served one is the
+    current manifest's: a rollback serves an earlier one); a model pushed before versions were
+    recorded has its current one only."""
     try:
         return [Version(**v) for v in json.loads(store.get(versions_key(name)))]
     except NotFound:
         pass
+    current = served(store, name)
+    return [Version(current.sha256, current.tag)] if current else []
+
+
+def served(store: ObjectStore, name: str) -> Manifest | None:
+    """The manifest of the version served now under `name`, None if there is none."""
     try:
-        current = manifest_from(json.loads(store.get(manifest_key(name))))
+        return manifest_from(json.loads(store.get(manifest_key(name))))
     except NotFound:
-        return []
-    return [Version(current.sha256, current.tag)]
+        return None
 
 
 def names(store: ObjectStore) -> list[str]:
@@ -125,46 +131,42 @@ def version_manifest(store: ObjectStore, name: str, sha256: str) -> Manifest:
 
 def push(store: ObjectStore, model_dir: Path, tag: str = "") -> tuple[Manifest, bool]:
     """Make the model of `model_dir` the version served under its name; (manifest, pushed now).
-    The file is streamed; versions beyond the KEEP latest are removed."""
+    The file is streamed; a version pushed again moves to the end of the list; versions
+    beyond the KEEP latest are removed."""
     manifest = load_manifest(model_dir, verify=True)
     history = versions(store, manifest.name)
-    if tag or (history and history[-1].sha256 == manifest.sha256):  # no tag given: the version keeps its own
-        manifest = replace(manifest, tag=tag or history[-1].tag)
-    if history and history[-1].sha256 == manifest.sha256 and store.exists(file_key(manifest)):
-        try:
-            if remote_manifest(store, manifest.variant).serves_as(manifest):
-                return manifest, False
-        except ModelMissing:
-            pass  # the same file, other labels, preprocessing or tag: the manifest is pushed again
+    before = next((v for v in history if v.sha256 == manifest.sha256), None)
+    if tag or before:  # no tag given: a version pushed before keeps its own
+        manifest = replace(manifest, tag=tag or (before.tag if before else ""))
+    current = served(store, manifest.name)
+    if current is not None and current.serves_as(manifest) and store.exists(file_key(manifest)):
+        return manifest, False  # the same file, labels, input, output and tag are served already
     if not store.exists(file_key(manifest)):
         with (model_dir / manifest.file).open("rb") as f:
             store.put_file(file_key(manifest), f, "application/octet-stream")
     size = (model_dir / manifest.file).stat().st_size
-    if history and history[-1].sha256 == manifest.sha256:
-        history = history[:-1]  # a new tag on the version served: one entry
-    _make_current(store, manifest, [*history, Version(manifest.sha256, manifest.tag, size, round(time.time(), 3))])
+    entry = Version(manifest.sha256, manifest.tag, size, round(time.time(), 3))
+    _make_current(store, manifest, [*(v for v in history if v.sha256 != manifest.sha256), entry])
     return manifest, True
 
 
 def rollback(store: ObjectStore, name: str) -> Manifest:
-    """Serve the version made current before the one served now (its file is still in the store);
-    ModelMissing if there is none."""
+    """Serve the version pushed before the one served now (a second rollback goes further back;
+    the newer versions stay, for a push to serve again); ModelMissing if there is none."""
     history = versions(store, name)
-    if len(history) < 2:
-        raise ModelMissing(f"{name!r} has no earlier version in the store to roll back to")
-    previous = version_manifest(store, name, history[-2].sha256)
+    current = served(store, name)
+    at = next((i for i, v in enumerate(history) if current and v.sha256 == current.sha256), len(history))
+    if at < 1:
+        raise ModelMissing(f"{name!r} has no version pushed before {current.short_hash if current else 'none'} to roll back to")
+    previous = version_manifest(store, name, history[at - 1].sha256)
     if not store.exists(file_key(previous)):
         raise ModelMissing(f"the file of {name}@{previous.short_hash} is gone from the store; push that version again")
-    _make_current(store, previous, history[:-1])
+    _make_current(store, previous, history)
     return previous
 
 
 def _make_current(store: ObjectStore, manifest: Manifest, history: list[Version]) -> None:
-    kept: list[str] = []  # the KEEP latest versions, newest first; history keeps only their entries
-    for v in reversed(history):
-        if v.sha256 not in kept:
-            kept.append(v.sha256)
-    kept = kept[:KEEP]
+    kept = {v.sha256 for v in history[-KEEP:]} | {manifest.sha256}  # the KEEP latest, and the one served
     history = [v for v in history if v.sha256 in kept]
     data = json.dumps(asdict(manifest), indent=1).encode()
     store.put(version_key(manifest.name, manifest.sha256), data, "application/json")

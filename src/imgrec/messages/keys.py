@@ -23,7 +23,7 @@ SWEPT = (INPUTS, OUTPUTS, PENDING, BATCHES, HEALTH, RUNNING)
 MODELS = "models/"  # + MODEL_KEYS, formatted with a model's name (and its file's sha256 and name)
 MODEL_KEYS = {
     "manifest": MODELS + "{name}/manifest.json",  # the version served now
-    "versions": MODELS + "{name}/versions.json",  # the versions made current, oldest first (rollback pops one)
+    "versions": MODELS + "{name}/versions.json",  # the versions kept, in push order (rollback: the one before)
     "file": MODELS + "{name}/{sha256}/{file}",
     "version": MODELS + "{name}/{sha256}/manifest.json",  # each version's own manifest
 }

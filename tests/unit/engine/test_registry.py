@@ -58,15 +58,29 @@ def test_a_new_push_is_served_and_a_pull_follows_it(tmp_path, store):
 def test_rollback_serves_the_version_before_and_a_pull_follows_it(tmp_path, store):
     old = fake_model(tmp_path / "v1", b"version one")
     registry.push(store, tmp_path / "v1")
-    fake_model(tmp_path / "v2", b"version two")
+    new = fake_model(tmp_path / "v2", b"version two")
     registry.push(store, tmp_path / "v2")
     registry.pull(store, tmp_path / "host")
     assert registry.rollback(store, "efficientnet-lite0") == old
     assert registry.remote_manifest(store) == old
     assert registry.pull(store, tmp_path / "host") == (old, True)
     assert (tmp_path / "host" / "model.onnx").read_bytes() == b"version one"
-    with pytest.raises(ModelMissing, match="no earlier version"):
+    with pytest.raises(ModelMissing, match="has no version pushed before"):
         registry.rollback(store, "efficientnet-lite0")
+    # the newer version stays, listed, for a push to serve again
+    assert [v.sha256 for v in registry.versions(store, "efficientnet-lite0")] == [old.sha256, new.sha256]
+    assert store.exists(registry.file_key(new))
+    assert registry.push(store, tmp_path / "v2") == (new, True)
+    assert registry.versions(store, "efficientnet-lite0")[-1].sha256 == new.sha256
+
+
+def test_rollback_goes_further_back_each_time(tmp_path, store):
+    pushed = [fake_model(tmp_path / f"v{i}", f"version {i}".encode()) for i in range(3)]
+    for i in range(3):
+        registry.push(store, tmp_path / f"v{i}")
+    assert registry.rollback(store, "efficientnet-lite0") == pushed[1]
+    assert registry.rollback(store, "efficientnet-lite0") == pushed[0]
+    assert registry.served(store, "efficientnet-lite0") == pushed[0]
 
 
 def test_only_the_latest_versions_are_kept(tmp_path, store):
