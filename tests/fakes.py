@@ -89,6 +89,10 @@ class FlakyStore(ObjectStore):
         self._check()
         return self.inner.get(key)
 
+    def get_file(self, key, file):
+        self._check()
+        return self.inner.get_file(key, file)
+
     def exists(self, key):
         self._check()
         return self.inner.exists(key)
@@ -117,7 +121,7 @@ def fake_model(
         "model.onnx",
         hashlib.sha256(content).hexdigest(),
         "input",
-        "NHWC uint8",
+        "NHWC",
         224,
         256,
         (0.5, 0.5, 0.5),

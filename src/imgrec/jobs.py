@@ -30,6 +30,7 @@ import io
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import IO
@@ -294,7 +295,10 @@ def answer_dead_letters(queue: Queue, results: Results, limit: int = 50) -> int:
     return taken
 
 
-def resend_lost(store: ObjectStore, queue: Queue, older_than: float, store_now: float | None = None) -> int:
+def resend_lost(
+    store: ObjectStore, queue: Queue, older_than: float, store_now: float | None = None,
+    others: Mapping[str, Queue] | None = None,
+) -> int:
     """Send again the requests of jobs whose pending records were last written more than
     `older_than` seconds ago and whose messages the queue no longer has; returns how many.
     Ages are by the store's clock (`store_now`: its time now), never by another host's.
@@ -302,8 +306,11 @@ def resend_lost(store: ObjectStore, queue: Queue, older_than: float, store_now: 
     A queue cannot be asked for a job's message, so this counts: jobs pending in the
     store beyond what the queue holds (waiting, in flight, dead) were lost; the oldest of
     those pending long enough are sent again. A guess that picks one still queued makes
-    a duplicate, which is answered once."""
-    stats = queue.stats()
+    a duplicate, which is answered once. Where several models are served, `others` are the
+    other models' request queues: each job goes back to its own model's."""
+    others = others or {}
+    every = [queue.stats(), *(q.stats() for q in others.values())]
+    queued = sum(st.depth + st.in_flight + st.dead for st in every)
     now, unfinished, candidates = time.time() if store_now is None else store_now, 0, []
     for key, written in store.scan(PENDING):
         try:
@@ -316,37 +323,55 @@ def resend_lost(store: ObjectStore, queue: Queue, older_than: float, store_now: 
         unfinished += 1
         if now - written > older_than:
             candidates.append(pending)
-    lost = min(len(candidates), unfinished - (stats.depth + stats.in_flight + stats.dead))
+    lost = min(len(candidates), unfinished - queued)
     if lost <= 0:
         return 0
     resend = sorted(candidates, key=lambda p: p.accepted_at)[:lost]
     requests = [replace(p.request, requeued=p.request.requeued + 1) for p in resend]
-    queue.send_many([r.to_dict() for r in requests])
+    by_queue: dict[int, tuple[Queue, list[Request]]] = {}
+    for r in requests:
+        target = others.get(r.model or "", queue)
+        by_queue.setdefault(id(target), (target, []))[1].append(r)
+    for target, sent in by_queue.values():
+        target.send_many([r.to_dict() for r in sent])
     for p, r in zip(resend, requests, strict=True):
         store.put(p.key, dumps(replace(p, request=r, resent_at=now).to_dict()), JSON)
     log.warning("sent again %d accepted jobs whose messages were lost (the queue lost its data?)", lost)
     return lost
 
 
-def resend_unqueued(store: ObjectStore, queue: Queue, queued: set[str]) -> int:
+def resend_unqueued(
+    store: ObjectStore, queue: Queue, queued: set[str], others: Mapping[str, Queue] | None = None
+) -> int:
     """After a queue lost messages it had promised to keep (a damaged SQLite file,
     salvaged): send again the request of every job whose input is in the store, whose
-    result is not, and whose id is not in `queued` (the jobs the queue still holds).
+    result is not, and whose id is not in `queued` (the jobs the queues still hold).
     Reads every input in the store: for an operator's command, not for housekeeping.
-    Returns how many were sent. (A durable queue is its jobs' only record, so the
-    inputs are what is left to find them by; a job whose upload was refused after its
-    input was written is answered too, and nobody waits for that answer.)"""
-    requests = []
+    A job with a pending record (a queue that is not durable, or several models served)
+    is sent as it was, to its own model's queue among `others`; any other job to
+    `queue`. Returns how many were sent. (A durable queue is its jobs' only record, so
+    the inputs are what is left to find them by; a job whose upload was refused after
+    its input was written is answered too, and nobody waits for that answer.)"""
+    others = others or {}
+    by_queue: dict[int, tuple[Queue, list[Request]]] = {}
     for key in store.keys(INPUTS):
         job_id, _, name = key[len(INPUTS):].partition("/")
         if job_id in queued or not name or store.exists(output_key(job_id)):
             continue
-        requests.append(Request(job_id, key, name, sent_at=time.time(), requeued=1))
-    for start_at in range(0, len(requests), 100):
-        queue.send_many([r.to_dict() for r in requests[start_at : start_at + 100]])
-    if requests:
-        log.warning("sent again %d accepted jobs the queue no longer held", len(requests))
-    return len(requests)
+        try:
+            request = replace(Pending.from_dict(store.get(pending_key(job_id))).request, reply_to=None)
+        except (NotFound, BadInput):
+            request = Request(job_id, key, name, sent_at=time.time())
+        request = replace(request, requeued=request.requeued + 1)
+        target = others.get(request.model or "", queue)
+        by_queue.setdefault(id(target), (target, []))[1].append(request)
+    for target, requests in by_queue.values():
+        for start_at in range(0, len(requests), 100):
+            target.send_many([r.to_dict() for r in requests[start_at : start_at + 100]])
+    sent = sum(len(requests) for _, requests in by_queue.values())
+    if sent:
+        log.warning("sent again %d accepted jobs the queue no longer held", sent)
+    return sent
 
 
 def sweep_expired(store: ObjectStore, retention: float, store_now: float | None = None) -> dict[str, int]:

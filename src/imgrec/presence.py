@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -227,11 +227,13 @@ def compact(store: ObjectStore, older_than: float = 300.0, clock: StoreClock | N
 
 
 def deployment_status(
-    queue: Queue, store: ObjectStore, clock: StoreClock | None = None, detail: bool = True
+    queue: Queue, store: ObjectStore, clock: StoreClock | None = None, detail: bool = True,
+    per_model: Mapping[str, Queue] | None = None,
 ) -> dict:
     """The deployment at a glance, from the queue and the heartbeats in the store (what
     `/api/v1/status`, `/metrics` and `imgrec status` show); `detail`: the problems as the
-    members wrote them (paths and all), else in a few words."""
+    members wrote them (paths and all), else in a few words. With `per_model` (the request
+    queues of several models served side by side) also each one's queue, under "queues"."""
     stats = queue.stats()
     workers = read(store, "worker", clock)
     overseers = [b for role in ("autoscaler", "supervisor") for b in read(store, role, clock)]
@@ -250,7 +252,16 @@ def deployment_status(
         "hung_workers_replaced": counts.get("hung_workers_replaced", 0),
         "restarts": counts.get("web_restarts", 0) + counts.get("autoscaler_restarts", 0),
         "problems": problems(overseers + workers, detail),
+        **({"queues": _queues(per_model)} if per_model and len(per_model) > 1 else {}),
     }
+
+
+def _queues(per_model: Mapping[str, Queue]) -> dict[str, dict[str, int]]:
+    out = {}
+    for model, q in per_model.items():
+        st = q.stats()
+        out[model] = {"queue_depth": st.depth, "in_flight": st.in_flight, "dead_letter": st.dead}
+    return out
 
 
 def silent_replicas(store: ObjectStore, silent_for: float, clock: StoreClock | None = None) -> list[Heartbeat]:

@@ -8,11 +8,12 @@ README's configuration table is checked against these fields by a test.
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BeforeValidator, Field, JsonValue
+from pydantic import AfterValidator, BeforeValidator, Field, JsonValue
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "IMGREC_"
@@ -30,6 +31,20 @@ def _seconds(value: Any) -> Any:
 Duration = Annotated[float, BeforeValidator(_seconds)]
 # The models `imgrec model build --variant` makes (engine/variants.py says what each is).
 ModelVariant = Literal["lite0", "lite0-int8", "lite2", "lite2-int8"]
+_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def _model_name(value: Any) -> Any:
+    """A built-in variant or the name a model was added under (`imgrec model add DIR --name`)."""
+    if isinstance(value, str) and not _MODEL_NAME.match(value):
+        raise ValueError(
+            f"model {value!r}: a built-in variant ({', '.join(get_args(ModelVariant))}) or the name of a model added "
+            "with imgrec model add (lower-case letters, digits, '.', '_', '-')"
+        )
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(_model_name)]
 
 
 def _default_data_dir() -> Path:
@@ -54,8 +69,14 @@ class Settings(BaseSettings):
         doc="model, store and queue of the embedded defaults",
         shown="$XDG_DATA_HOME/imgrec (~/.local/share/imgrec)", default_factory=_default_data_dir,
     )
-    model: ModelVariant = _setting(
-        "lite0", "the model variant served: lite0 (exact fp32), lite0-int8 (quantized, faster), lite2, lite2-int8"
+    model: ModelName = _setting(
+        "lite0", "the model served: a built-in variant, lite0 (exact fp32), lite0-int8 (quantized, faster), lite2, "
+        "lite2-int8, or the name of a model added with imgrec model add"
+    )
+    models: str = _setting(
+        "", "several models served side by side, comma-separated (each a variant or an added model's name), each with "
+        "its own request queue and workers; the first is the default, which POST / and /api/v1/classify serve",
+        shown="(only IMGREC_MODEL)",
     )
     model_dir: Path | None = _setting(
         None, "the ONNX model and its manifest", shown="<data dir>/model (<data dir>/model-<variant> for the others)"
@@ -100,6 +121,10 @@ class Settings(BaseSettings):
     visibility_timeout: float = _setting(30.0, "seconds before an unacked message is delivered again")
     max_receives: int = _setting(5, "deliveries before a message goes to the dead-letter queue")
     worker_idle_timeout: float = _setting(30.0, "a worker run alone exits after this long without work")
+    model_check_interval: float = _setting(
+        2.0, "seconds between a worker's looks at the store for a new version of its model, taken up between two "
+        "batches (0: never; a worker then runs the version it started with)", ge=0,
+    )
     intra_op_threads: int = _setting(1, "onnxruntime threads per worker (workers are processes)")
     infer_batch: int = _setting(
         0, "images per onnxruntime call (a worker's batch is inferred so many at a time); 0: 2 for fp32, all for int8",
@@ -149,6 +174,22 @@ class Settings(BaseSettings):
         if self.model_dir:
             return self.model_dir
         return self.data_dir / ("model" if self.model == "lite0" else f"model-{self.model}")
+
+    @cached_property
+    def served_models(self) -> list[str]:
+        """The models this deployment serves, the default first: IMGREC_MODELS, or IMGREC_MODEL alone."""
+        listed = [m.strip() for m in self.models.split(",") if m.strip()]
+        for m in listed:
+            _model_name(m)
+        return list(dict.fromkeys(listed)) or [self.model]
+
+    @property
+    def default_model(self) -> str:
+        return self.served_models[0]
+
+    def for_model(self, model: str) -> Settings:
+        """The settings of a process that serves `model` (a worker of its pool, a look at its folder)."""
+        return self if model == self.model else self.with_overrides(model=model)
 
     @cached_property
     def store_url(self) -> str:

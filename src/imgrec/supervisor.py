@@ -25,7 +25,7 @@ from typing import IO
 
 from imgrec import logs, presence
 from imgrec.errors import BackendError, ModelMissing
-from imgrec.messages import REQUEST_QUEUE, Heartbeat
+from imgrec.messages import Heartbeat, request_queue_name
 from imgrec.presence import Presence
 from imgrec.queues import request_queue
 from imgrec.settings import Settings
@@ -38,10 +38,14 @@ log = logging.getLogger("imgrec")
 def init_backends(settings: Settings) -> list[str]:
     """Create what a deployment needs and does not have yet (bucket, queues); idempotent."""
     open_store(settings.store_url).create()
-    request_queue(settings).close()
+    names = []
+    for model in settings.served_models:
+        request_queue(settings, model).close()
+        names.append(request_queue_name(model, settings.default_model))
     return [
         f"store ready: {settings.store_url}",
-        f"queue ready: {settings.queue_url} ({REQUEST_QUEUE} and its dead-letter queue)",
+        f"queue ready: {settings.queue_url} ({', '.join(names)} and {'its' if len(names) == 1 else 'their'} dead-letter queue"
+        f"{'' if len(names) == 1 else 's'})",
     ]
 
 
@@ -121,13 +125,15 @@ def _model(settings: Settings) -> None:
     from imgrec.engine import registry
     from imgrec.engine.model import build
 
-    try:
-        registry.obtain(settings.model_path, open_store(settings.store_url), settings.model)
-    except (ModelMissing, BackendError):
+    for model in settings.served_models:
+        own = settings.for_model(model)
         try:
-            build(settings.model_path, variant=settings.model)
-        except ModelMissing as exc:
-            log.error("no model: %s", exc)
+            registry.obtain(own.model_path, open_store(settings.store_url), model)
+        except (ModelMissing, BackendError):
+            try:
+                build(own.model_path, variant=model)
+            except ModelMissing as exc:
+                log.error("no model: %s", exc)
 
 
 RESTART_MAX_DELAY = 30.0

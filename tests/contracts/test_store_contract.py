@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
@@ -73,6 +74,40 @@ def test_put_file_streams_from_a_file(store, tmp_path):
     with path.open("rb") as f:
         store.put_file("inputs/j2/big.bin", f)
     assert store.get("inputs/j2/big.bin") == data
+
+
+class _Chunks(io.RawIOBase):
+    """A file that keeps only how large each write was: the object never lands whole in memory."""
+
+    def __init__(self) -> None:
+        self.writes: list[int] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.writes.append(len(b))
+        return len(b)
+
+
+def test_get_file_streams_to_a_file(store, tmp_path):
+    data = os.urandom(9 * 1024 * 1024)
+    store.put("models/m/big.onnx", data)
+    out = tmp_path / "pulled.bin"
+    with out.open("wb") as f:
+        assert store.get_file("models/m/big.onnx", f) == len(data)
+    assert out.read_bytes() == data
+    chunks = _Chunks()
+    store.get_file("models/m/big.onnx", chunks)
+    assert sum(chunks.writes) == len(data)
+    if not store_is_memory(store):  # the memory store holds it whole anyway: one write
+        assert max(chunks.writes) <= 8 * 1024 * 1024, "written in parts, not as one whole read"
+    with pytest.raises(NotFound):
+        store.get_file("models/m/missing.onnx", io.BytesIO())
+
+
+def store_is_memory(store) -> bool:
+    return type(store).__name__ == "MemoryStore"
 
 
 def test_an_unreachable_backend_is_backend_unavailable(store_outage):

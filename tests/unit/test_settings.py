@@ -113,3 +113,16 @@ def test_the_local_store_syncs_what_it_writes(tmp_path, monkeypatch):
     root = str((tmp_path / "store").resolve())
     assert synced[0].startswith(root + "/inputs/job1/.tmp-")  # the file, before its rename
     assert set(synced[1:]) >= {root + "/inputs/job1", root + "/inputs", root}
+
+
+def test_several_models_are_served_the_first_the_default(tmp_path):
+    from imgrec.messages import request_queue_name
+
+    one = Settings(data_dir=tmp_path, model="lite0-int8")
+    assert one.served_models == ["lite0-int8"] and one.default_model == "lite0-int8"
+    two = Settings(data_dir=tmp_path, models="colours, lite0,colours")
+    assert two.served_models == ["colours", "lite0"] and two.default_model == "colours"
+    assert two.for_model("colours").model_path == tmp_path / "model-colours"
+    assert [request_queue_name(m, two.default_model) for m in two.served_models] == ["requests", "requests-lite0"]
+    with pytest.raises(ValueError, match="a built-in variant"):
+        _ = Settings(data_dir=tmp_path, models="lite0,Bad Name").served_models

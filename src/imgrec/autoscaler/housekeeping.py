@@ -53,8 +53,10 @@ class Housekeeping:
 
     def __init__(
         self, queue: Queue, results: jobs.Results, *, every: float, lost_after: float, retention: float, member_id: str,
+        others: dict[str, Queue] | None = None,
     ) -> None:
         self.queue, self.results, self.store = queue, results, results.store
+        self.others = others or {}  # the request queues of the other models served, by model
         # Every age here is by the store's clock: other hosts' clocks, and this one's, may differ.
         self.clock = presence.StoreClock(self.store, member_id)
         self.every, self.lost_after, self.retention = every, lost_after, retention
@@ -71,11 +73,12 @@ class Housekeeping:
 
     def tick(self, dead_letters: int) -> None:
         if dead_letters:
-            jobs.answer_dead_letters(self.queue, self.results)
+            for queue in (self.queue, *self.others.values()):
+                jobs.answer_dead_letters(queue, self.results)
         if self._due("often", self.every):
             sweep_reply_queues(self.store, self.results.queue_url, clock=self.clock)
             presence.compact(self.store, clock=self.clock)
-            jobs.resend_lost(self.store, self.queue, self.lost_after, self.clock.now())
+            jobs.resend_lost(self.store, self.queue, self.lost_after, self.clock.now(), others=self.others)
         if self.retention > 0 and self._due("retention", self.retention_every):
             deleted = jobs.sweep_expired(self.store, self.retention, self.clock.now())
             log.info("retention sweep: %d objects older than %g s by the store's clock deleted",

@@ -7,13 +7,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from imgrec import presence
 from imgrec.actuators import Actuator
 from imgrec.autoscaler.housekeeping import Housekeeping
-from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide
+from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide, share
 from imgrec.errors import BackendError, ModelMissing
+from imgrec.queues import Queue
 from imgrec.stores import ObjectStore
 
 log = logging.getLogger("imgrec.autoscaler")
@@ -76,33 +78,66 @@ class ModelCheck:
         raise ModelMissing(self._failed)
 
 
+@dataclass
+class Pool:
+    """The workers of one model: its request queue, its actuator, its policy's state, and
+    whether its workers can start (`problem`: why not, or "")."""
+
+    model: str
+    queue: Queue
+    actuator: Actuator
+    problem: Callable[[], str] = lambda: ""
+    state: PolicyState | None = None
+    dead: int = 0  # dead letters at the last tick
+    checks: ModelCheck | None = None  # what `problem` asks, if a model here is looked at
+
+
 class Autoscaler:
+    """One policy per pool (one model's queue and workers), the pools sharing the host's
+    `config.max_workers` (`share`); one pool when one model is served."""
+
     def __init__(
         self, queue, actuator: Actuator, config: ScalingConfig, poll_interval: float, chores: Housekeeping,
-        problem: Callable[[], str] = lambda: "",
+        problem: Callable[[], str] = lambda: "", more: list[Pool] | None = None, model: str = "",
     ) -> None:
+        self.pools = [Pool(model, queue, actuator, problem), *(more or [])]
         self.queue, self.actuator, self.config = queue, actuator, config
         self.chores = chores  # e.g. dead letters are answered even with no worker running
         self.poll_interval = poll_interval
         self.problem = problem
-        self.state = PolicyState(desired=config.min_workers)
+        for pool in self.pools:
+            pool.state = PolicyState(desired=config.min_workers)
         self._next_watch = 0.0
         self._stop = threading.Event()
 
+    @property
+    def state(self) -> PolicyState:
+        """The first (the default model's) pool's state."""
+        assert self.pools[0].state is not None
+        return self.pools[0].state
+
     def tick(self) -> PolicyState:
-        stats = self.queue.stats()
-        before = self.state.desired
-        self.state = decide(Snapshot(time.time(), stats.depth, stats.in_flight, stats.last_sent), self.state, self.config)
-        if self.state.desired != before:
-            log.info(
-                "backlog %d, in flight %d: %d -> %d workers",
-                stats.depth, stats.in_flight, before, self.state.desired,
-            )
-        self.actuator.reconcile(0 if self.problem() else self.state.desired)
+        wanted = []
+        for pool in self.pools:
+            stats = pool.queue.stats()
+            assert pool.state is not None
+            before = pool.state.desired
+            pool.state = decide(Snapshot(time.time(), stats.depth, stats.in_flight, stats.last_sent), pool.state, self.config)
+            pool.dead = stats.dead
+            if pool.state.desired != before:
+                log.info(
+                    "%sbacklog %d, in flight %d: %d -> %d workers", f"{pool.model}: " if len(self.pools) > 1 else "",
+                    stats.depth, stats.in_flight, before, pool.state.desired,
+                )
+            wanted.append(0 if pool.problem() else pool.state.desired)
+        for pool, workers in zip(self.pools, share(wanted, self.config.max_workers), strict=True):
+            pool.actuator.reconcile(workers)
         if time.monotonic() >= self._next_watch:
             self._next_watch = time.monotonic() + WATCH_SECONDS
-            self.actuator.watch(presence.read(self.chores.store, "worker"))
-        self.chores.tick(stats.dead)
+            beats = presence.read(self.chores.store, "worker")
+            for pool in self.pools:
+                pool.actuator.watch(beats)
+        self.chores.tick(sum(pool.dead for pool in self.pools))
         return self.state
 
     def run(self) -> None:

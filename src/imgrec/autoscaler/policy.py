@@ -122,3 +122,24 @@ def _remember(state: PolicyState, want: int, now: float, delay: float) -> tuple[
 
 def _bounded(n: int, config: ScalingConfig) -> int:
     return max(config.min_workers, min(config.max_workers, n))
+
+
+def share(desired: list[int], limit: int) -> list[int]:
+    """The workers each model's pool gets when their policies together want more than the
+    host's `limit`: first one each, in order, to every pool that wants any (no model waits
+    for another's backlog to drain), then one at a time to the pool furthest from what it
+    wants. Within the limit, each gets what it wants."""
+    if sum(desired) <= limit:
+        return list(desired)
+    given = [0] * len(desired)
+    left = limit
+    for i, want in enumerate(desired):
+        if want > 0 and left > 0:
+            given[i], left = 1, left - 1
+    while left > 0:
+        i = max(range(len(desired)), key=lambda j: desired[j] - given[j])
+        if desired[i] - given[i] <= 0:
+            break
+        given[i] += 1
+        left -= 1
+    return given

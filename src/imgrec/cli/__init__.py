@@ -46,7 +46,7 @@ class WithPlugins(TyperGroup):
 
 
 app = typer.Typer(cls=WithPlugins, no_args_is_help=True, add_completion=False, help="Elastic image recognition.")
-model_app = typer.Typer(no_args_is_help=True, help="Build, inspect, push or pull the ONNX model.")
+model_app = typer.Typer(no_args_is_help=True, help="Build or add, inspect, push, pull, list or roll back ONNX models.")
 queue_app = typer.Typer(no_args_is_help=True, help="Check or salvage the SQLite queue's file.")
 
 
@@ -82,6 +82,9 @@ model_app.command("build")(models.build)
 model_app.command("info")(models.info)
 model_app.command("push")(models.push)
 model_app.command("pull")(models.pull)
+model_app.command("add")(models.add)
+model_app.command("list")(models.list_models)
+model_app.command("rollback")(models.rollback)
 app.command("classify")(local.classify)
 app.command("eval")(local.evaluate)
 

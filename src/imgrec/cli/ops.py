@@ -34,6 +34,9 @@ def submit(
     ] = 300.0,  # imgrec.client.submit.GIVE_UP_AFTER (not imported here: `imgrec status` needs no httpx)
     verbose: Annotated[bool, typer.Option("--verbose", help="List the files skipped for not being images")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error, not one line")] = False,
+    model: Annotated[str | None, typer.Option(
+        help="One of the models the service serves side by side (GET /api/v1/models) [default: its default model]")
+    ] = None,
 ) -> None:
     """Send images to a running service; prints name:label lines, or writes --csv/--json.
     Stopped early (Ctrl-C, the service out of reach), it writes what was answered; run
@@ -49,7 +52,7 @@ def submit(
             task = bar.add_task("", total=None, rate=0.0, failed=0)
             report = run(
                 [str(p) for p in paths], url, api_key=api_key, concurrency=concurrency, csv_out=csv_out,
-                json_out=json_out, give_up_after=give_up_after, on_trouble=trouble,
+                json_out=json_out, give_up_after=give_up_after, on_trouble=trouble, model=model,
                 progress=lambda t: bar.update(task, total=t.total, completed=t.done, failed=t.failed, rate=t.rate()),
             )
     except Exception as exc:  # before anything was sent (no images, an unreadable file): one line
@@ -246,7 +249,7 @@ def queue_salvage(ctx: typer.Context) -> None:
     """Keep a damaged SQLite queue file beside it and copy what it can read into a new one
     (run it with imgrec stopped)."""
     from imgrec import jobs
-    from imgrec.queues import REQUEST_QUEUE, request_queue
+    from imgrec.queues import request_queue
     from imgrec.queues.sqlite import job_ids, salvage
     from imgrec.stores import open_store
 
@@ -255,11 +258,14 @@ def queue_salvage(ctx: typer.Context) -> None:
     console.print(f"saved {saved} messages into a new {settings.queue_url}; {lost} could not be read; the damaged file "
                   f"is kept as {kept}.")
     # The queue was its jobs' only record: the inputs in the store tell which it lost.
-    queue = request_queue(settings)
+    models = settings.served_models
+    queues = {m: request_queue(settings, m) for m in models}
     try:
         resent = jobs.resend_unqueued(
-            open_store(settings.store_url, settings.backend_timeout), queue, job_ids(settings.queue_url, REQUEST_QUEUE)
+            open_store(settings.store_url, settings.backend_timeout), queues[models[0]], job_ids(settings.queue_url),
+            others={m: q for m, q in queues.items() if m != models[0]},
         )
     finally:
-        queue.close()
+        for queue in queues.values():
+            queue.close()
     console.print(f"sent again {resent} accepted jobs whose messages were lost (found by their inputs in the store).")

@@ -55,10 +55,12 @@ class AsyncClient:
 
     def __init__(
         self, url: str, api_key: str | None = None, *, timeout: float = 120.0, give_up_after: float = 600.0,
-        on_trouble: TroubleReport | None = None,
+        on_trouble: TroubleReport | None = None, model: str | None = None,
     ):
         headers = {"X-API-Key": api_key} if api_key else {}
         self.url = url.rstrip("/")
+        # One of the models a service serves side by side (None: its default one)
+        self._prefix = f"/api/v1/models/{model}" if model else "/api/v1"
         self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
         self.give_up_after = give_up_after  # seconds of retrying one call before it fails
         self.retries = 0  # calls retried so far (for progress displays)
@@ -114,12 +116,12 @@ class AsyncClient:
 
     async def classify(self, files: Sequence[FileLike]) -> list[dict]:
         """Classify and wait: each file's result (or its error), in order."""
-        response = await self.request("POST", "/api/v1/classify", files=[_part(f) for f in files])
+        response = await self.request("POST", f"{self._prefix}/classify", files=[_part(f) for f in files])
         return response.json()["results"]
 
     async def submit(self, files: Sequence[FileLike]) -> dict:
         """Queue files for classification: the batch (`batch_id`, `batch_url`, `jobs`)."""
-        return (await self.request("POST", "/api/v1/jobs", files=[_part(f) for f in files])).json()
+        return (await self.request("POST", f"{self._prefix}/jobs", files=[_part(f) for f in files])).json()
 
     async def batch(self, batch_id: str) -> dict:
         return (await self.request("GET", f"/api/v1/batches/{batch_id}")).json()

@@ -36,9 +36,11 @@ def state_dir() -> Path:
     return Path(base) / "imgrec" / "submit"
 
 
-def state_path(url: str, paths: list[str], csv_out: Path | None, json_out: Path | None) -> Path:
-    """One state file per command: the same URL, paths and output files find it again."""
+def state_path(url: str, paths: list[str], csv_out: Path | None, json_out: Path | None, model: str | None = None) -> Path:
+    """One state file per command: the same URL, paths, output files (and model) find it again."""
     named = [url, *(str(Path(p).resolve()) for p in paths), f"csv={_resolved(csv_out)}", f"json={_resolved(json_out)}"]
+    if model:  # another model's answers are another run's
+        named.append(f"model={model}")
     return state_dir() / f"{hashlib.sha256(chr(0).join(named).encode()).hexdigest()[:16]}.json"
 
 
@@ -235,7 +237,7 @@ class Report:
 def submit(
     paths: list[str], url: str, *, api_key: str | None, concurrency: int, csv_out: Path | None,
     json_out: Path | None, progress: Progress, give_up_after: float = GIVE_UP_AFTER,
-    on_trouble: TroubleReport | None = None,
+    on_trouble: TroubleReport | None = None, model: str | None = None,
 ) -> Report:
     """Send what is missing and wait for it. Stopped early, it still writes the rows of
     what was answered, and its state, so that the same command sends only the rest."""
@@ -244,11 +246,13 @@ def submit(
         left_out = f" ({len(skipped)} other files, not images by their extension)" if skipped else ""
         raise BadInput(f"no image files in {', '.join(paths)}{left_out}")
     command = {"paths": [str(Path(p).resolve()) for p in paths], "csv": _resolved(csv_out), "json": _resolved(json_out)}
-    state = State.open(state_path(url, paths, csv_out, json_out), url, command)
+    if model:
+        command["model"] = model
+    state = State.open(state_path(url, paths, csv_out, json_out, model), url, command)
     run = Run(state, files, concurrency, progress)
 
     async def main() -> None:
-        async with AsyncClient(url, api_key, give_up_after=give_up_after, on_trouble=on_trouble) as client:
+        async with AsyncClient(url, api_key, give_up_after=give_up_after, on_trouble=on_trouble, model=model) as client:
             await run.go(client)
 
     stopped: BaseException | None = None

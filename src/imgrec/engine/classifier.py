@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from imgrec.engine.model import Manifest, load_manifest
 from imgrec.engine.pipeline import Guess, ImageError, Pipeline, Prediction
-from imgrec.engine.variants import variant
+from imgrec.engine.variants import VARIANTS
 from imgrec.imaging.header import ImageLimits, ImageRejected
 from imgrec.imaging.pixels import load_image
 from imgrec.settings import Settings
@@ -24,6 +24,13 @@ def session_options(threads: int) -> ort.SessionOptions:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return opts
+
+
+def default_infer_batch(manifest: Manifest) -> int:
+    """A built-in variant's measured images per call (`Variant.infer_batch`); a whole batch for
+    a model from a folder, which nobody measured."""
+    v = VARIANTS.get(manifest.variant)
+    return v.infer_batch if v is not None else 0
 
 
 class Classifier(Pipeline):
@@ -45,13 +52,17 @@ class Classifier(Pipeline):
         self.draft = draft
         # Images per onnxruntime call (0: the variant's own, see `Variant.infer_batch`).
         # Batching messages still pays (fewer round trips); only the call is kept small.
-        self.infer_batch = infer_batch or variant(self.manifest.variant).infer_batch
+        self.infer_batch = infer_batch or default_infer_batch(self.manifest)
         self._session = ort.InferenceSession(
             str(model_dir / self.manifest.file),
             sess_options=session_options(threads),
             providers=["CPUExecutionProvider"],
         )
         self._classes = self.manifest.labels
+        m = self.manifest
+        # float32 input: (pixels * scale - mean) / std, as one multiply-add per channel
+        self._mul = (m.scale / np.asarray(m.std, np.float32)).astype(np.float32)
+        self._add = (-np.asarray(m.mean, np.float32) / np.asarray(m.std, np.float32)).astype(np.float32)
         self.decode_pool = ThreadPoolExecutor(threads, thread_name_prefix="decode") if threads > 1 else None
 
     @classmethod
@@ -75,6 +86,7 @@ class Classifier(Pipeline):
                 resize=self.manifest.resize_size,
                 crop=self.manifest.input_size,
                 draft=self.draft,
+                straight=self.manifest.resize == "straight",
             )
         except ImageRejected as exc:
             return ImageError(str(exc))
@@ -88,8 +100,15 @@ class Classifier(Pipeline):
         return predictions
 
     def normalize(self, pixels: list[np.ndarray]) -> np.ndarray:
-        """Stack HxWx3 uint8 crops into the model's input (it normalises them itself)."""
-        return np.stack(pixels)
+        """Stack HxWx3 uint8 crops into the model's input: as they are for a uint8 input (the
+        built-in graphs normalise them themselves), scaled and normalised for a float32 one,
+        channels first for NCHW."""
+        batch = np.stack(pixels)
+        if self.manifest.input_type == "float32":
+            batch = batch.astype(np.float32) * self._mul + self._add
+        if self.manifest.input_layout == "NCHW":
+            batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        return batch
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         (logits,) = self._session.run(None, {self.manifest.input_name: batch})
@@ -100,8 +119,11 @@ class Classifier(Pipeline):
 
     def _predict(self, logits: np.ndarray) -> Prediction:
         z = logits.astype(np.float64)
-        probs = np.exp(z - z.max())
-        probs /= probs.sum()
+        if self.manifest.output == "probabilities":
+            probs = z
+        else:
+            probs = np.exp(z - z.max())
+            probs /= probs.sum()
         top = np.argsort(-probs)[:5]
         guesses = [self._guess(int(i), float(probs[i])) for i in top]
         best = guesses[0]

@@ -8,10 +8,14 @@ loads the ONNX file with onnxruntime.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -27,29 +31,57 @@ MANIFEST_FILE = "manifest.json"
 MEAN, STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
 
 
+LAYOUTS = ("NCHW", "NHWC")
+INPUT_TYPES = ("float32", "uint8")
+OUTPUTS = ("logits", "probabilities")
+
+
 @dataclass(frozen=True)
 class Manifest:
+    """A model as served: its file, what its input is and how images are made into it, its
+    labels in output order. The defaults of the fields added for models from a folder
+    (`folder`) are what the built-in variants always were: NHWC uint8 crops, the scaling
+    inside the graph, logits out."""
+
     name: str
     file: str
     sha256: str
     input_name: str
-    input_layout: str
-    input_size: int
-    resize_size: int
+    input_layout: str  # NHWC or NCHW (manifests of before said "NHWC uint8 (...)": the first word)
+    input_size: int  # the side of the square the model takes
+    resize_size: int  # the shorter side before the centre crop (resize "shorter")
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     labels: list[dict]
     source: str
-    variant: str = DEFAULT
+    variant: str = DEFAULT  # what IMGREC_MODEL names: a built-in variant or a model added by name
     calibration: str = ""  # how an int8 model's activation ranges were found
     accuracy: dict = field(default_factory=dict)  # top-1/top-5 on development images, when at hand
+    input_type: str = "uint8"  # float32: (pixels * scale - mean) / std; uint8: the pixels as they are
+    resize: str = "shorter"  # shorter side to resize_size then centre crop, or straight to the square
+    scale: float = 1.0
+    output: str = "logits"  # or probabilities (no softmax applied)
+    tag: str = ""  # a name the pusher gave this version (the version itself is the sha256)
 
     @property
     def short_hash(self) -> str:
         return self.sha256[:12]
 
+    @property
+    def version(self) -> str:
+        """What results and `imgrec model list` name as the version: the content hash's prefix."""
+        return self.short_hash
 
-def _sha256(path: Path) -> str:
+    def serves_as(self, other: Manifest) -> bool:
+        """Whether both give the same results under the same name: the same file, labels, input,
+        output and tag (what was measured or how it was made may differ)."""
+        def served(m: Manifest) -> Manifest:
+            return replace(m, source="", calibration="", accuracy={})
+
+        return served(self) == served(other)
+
+
+def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -58,7 +90,12 @@ def _sha256(path: Path) -> str:
 
 
 def get_hint(variant: str = DEFAULT) -> str:
-    """How to get a model here: from the store, or built (the export extra: onnx and the weights)."""
+    """How to get a model here: from the store, or built (the export extra: onnx and the weights),
+    or, for a model of the user's own, added from its folder."""
+    if variant not in VARIANTS:
+        return (
+            f"pull a pushed one with: IMGREC_MODEL={variant} imgrec model pull; or add it: imgrec model add DIR --name {variant}"
+        )
     flag = "" if variant == DEFAULT else f" --variant {variant}"
     return (
         f"pull a pushed one with: imgrec model pull; or build it with: imgrec model build{flag} (needs {install_hint('export')})"
@@ -66,7 +103,8 @@ def get_hint(variant: str = DEFAULT) -> str:
 
 
 def manifest_from(data: dict) -> Manifest:
-    data = {**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])}
+    layout = str(data["input_layout"]).split()[0] if data.get("input_layout") else "NHWC"
+    data = {**data, "mean": tuple(data["mean"]), "std": tuple(data["std"]), "input_layout": layout}
     return Manifest(**data)
 
 
@@ -81,9 +119,22 @@ def load_manifest(model_dir: Path, verify: bool = False, variant: str | None = N
     if variant is not None and manifest.variant != variant:
         raise ModelMissing(f"{model_dir} holds the {manifest.variant} model, not {variant} (IMGREC_MODEL); {hint}")
     onnx_path = model_dir / manifest.file
-    if not onnx_path.is_file() or (verify and _sha256(onnx_path) != manifest.sha256):
+    if not onnx_path.is_file() or (verify and sha256_of(onnx_path) != manifest.sha256):
         raise ModelMissing(f"model file {onnx_path} is missing or damaged; {hint}")
     return manifest
+
+
+@contextmanager
+def folder_lock(model_dir: Path) -> Iterator[None]:
+    """Held by whoever writes into, or loads from, a model folder (the workers of a host share
+    one): no process loads a file while another replaces it."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with (model_dir / ".lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -103,11 +154,15 @@ def build(
     kept unless ``force`` (one that torch exported, before `export`, is made again: the
     same predictions, other bytes, which an int8 build from it must match).
     """
+    if variant not in VARIANTS:
+        raise ModelMissing(f"no model {variant!r} in {model_dir}, and only the built-in variants are built; {get_hint(variant)}")
     if not force:
         try:
             kept = load_manifest(model_dir, verify=True, variant=variant)
             if EXPORTER in kept.source:
-                return (_with_accuracy(model_dir, kept, eval_dir) if eval_dir else kept), False
+                with contextlib.suppress(OSError):  # a read-only folder (an image's) stays as it is
+                    _write_spec(model_dir, kept)
+                return (with_accuracy(model_dir, kept, eval_dir) if eval_dir else kept), False
         except ModelMissing:
             pass
         _refuse_to_replace(model_dir, variant)
@@ -130,9 +185,9 @@ def build(
     manifest = Manifest(
         name=v.name,
         file=v.onnx_file,
-        sha256=_sha256(model_dir / v.onnx_file),
+        sha256=sha256_of(model_dir / v.onnx_file),
         input_name="input",
-        input_layout="NHWC uint8 (scaling and normalisation are inside the graph)",
+        input_layout="NHWC",  # uint8 pixels: the scaling and normalisation are inside the graph
         input_size=v.input_size,
         resize_size=v.resize_size,
         mean=MEAN,
@@ -143,11 +198,22 @@ def build(
         calibration=described,
     )
     write_atomic(model_dir / MANIFEST_FILE, json.dumps(asdict(manifest), indent=1))
-    return (_with_accuracy(model_dir, manifest, eval_dir) if eval_dir else manifest), True
+    _write_spec(model_dir, manifest)
+    return (with_accuracy(model_dir, manifest, eval_dir) if eval_dir else manifest), True
 
 
-def _with_accuracy(model_dir: Path, manifest: Manifest, eval_dir: Path) -> Manifest:
-    """The manifest with the model's accuracy on `eval_dir` recorded (the file is unchanged)."""
+def _write_spec(model_dir: Path, manifest: Manifest) -> None:
+    """A built variant's folder is a model folder like any (`folder`): its labels.txt and
+    imgrec-model.toml let it be added under a name of one's own."""
+    from imgrec.engine.folder import LABELS_FILE, SPEC_FILE, write_spec
+
+    if not (model_dir / LABELS_FILE).is_file() or not (model_dir / SPEC_FILE).is_file():
+        write_spec(model_dir, manifest)
+
+
+def with_accuracy(model_dir: Path, manifest: Manifest, eval_dir: Path) -> Manifest:
+    """The manifest with the model's accuracy on `eval_dir` (labels.csv: filename,class_index, the
+    index in the model's outputs) recorded (the file is unchanged)."""
     manifest = replace(manifest, accuracy=measure(model_dir, eval_dir))
     write_atomic(model_dir / MANIFEST_FILE, json.dumps(asdict(manifest), indent=1))
     return manifest

@@ -84,9 +84,11 @@ def _orientation(img: Image.Image) -> int:
 
 
 def load_image(
-    data: bytes, limits: ImageLimits = ImageLimits(), *, resize: int = 256, crop: int = 224, draft: bool = False
+    data: bytes, limits: ImageLimits = ImageLimits(), *, resize: int = 256, crop: int = 224, draft: bool = False,
+    straight: bool = False,
 ) -> np.ndarray:
-    """Return the centre crop as a ``crop x crop x 3`` uint8 array, or raise ImageRejected."""
+    """Return the centre crop as a ``crop x crop x 3`` uint8 array, or raise ImageRejected.
+    With `straight` the whole image is resized to ``crop x crop`` instead (no crop)."""
     img = open_checked(data, limits)
     try:
         with warnings.catch_warnings():
@@ -96,7 +98,7 @@ def load_image(
                 img.draft("RGB", (resize, resize))
             img.seek(0)  # first frame of a GIF or multi-page TIFF
             img.load()
-            return resized_crop(img, resize, crop)
+            return resized_square(img, crop) if straight else resized_crop(img, resize, crop)
     except Exception as exc:  # noqa: BLE001 - hostile bytes past the header: any decoder failure is the image's
         raise ImageRejected(f"the image could not be decoded ({type(exc).__name__}: {exc})") from None
 
@@ -129,6 +131,14 @@ def resized_crop(img: Image.Image, resize: int, crop: int) -> np.ndarray:
         columns.paste(band.crop((left, 0, left + crop, y1 - y0)), (0, y0))
     resized = columns.resize((crop, rh), Image.Resampling.BILINEAR)
     return np.asarray(resized.crop((0, top, crop, top + crop)), dtype=np.uint8)
+
+
+def resized_square(img: Image.Image, size: int) -> np.ndarray:
+    """Orient, convert and resize the whole image to ``size x size`` (a model trained without
+    cropping). The pixel limit bounds the one whole-image copy this makes."""
+    high = float(img.getextrema()[1]) if img.mode in _HIGH_DEPTH else None  # type: ignore[arg-type]
+    whole = _to_rgb(_oriented(img, _orientation(img)), high).resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(whole, dtype=np.uint8)
 
 
 def _oriented(img: Image.Image, orientation: int) -> Image.Image:

@@ -52,6 +52,7 @@ from imgrec.messages.keys import (
     new_id,
     output_key,
     pending_key,
+    request_queue_name,
     safe_filename,
 )
 
@@ -124,6 +125,7 @@ class Request:
     sent_at: float = 0.0
     crashes: int = 0
     requeued: int = 0
+    model: str | None = None  # the model asked for, where several are served (None: the default)
 
     def __post_init__(self) -> None:
         if not is_id(self.job_id) or not isinstance(self.input_key, str):
@@ -162,10 +164,12 @@ class Output:
     completed_at: float = field(default_factory=time.time)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
-    PUBLIC = ("job_id", "filename", "label", "class_index", "wnid", "score", "top", "error")
+    # `model` is `name@version` (the version: the ONNX file's sha256 prefix): which model, and
+    # which of its versions, made the result (a rollout shows in the results).
+    PUBLIC = ("job_id", "filename", "label", "class_index", "wnid", "score", "top", "error", "model")
     # A result as a CSV row, one order wherever CSV is written (a batch's results,
     # `imgrec submit --csv`): what a person reads first, then the identifiers.
-    CSV_COLUMNS = ("filename", "label", "score", "class_index", "wnid", "error", "job_id")
+    CSV_COLUMNS = ("filename", "label", "score", "class_index", "wnid", "error", "job_id", "model")
 
     @property
     def failed(self) -> bool:
@@ -297,6 +301,7 @@ __all__ = [
     "PENDING",
     "REPLY_QUEUE_PREFIX",
     "REQUEST_QUEUE",
+    "request_queue_name",
     "RUNNING",
     "SAFE_NAME_MAX",
     "SWEPT",

@@ -7,7 +7,12 @@ import time
 import unicodedata
 import uuid
 
-REQUEST_QUEUE = "requests"
+REQUEST_QUEUE = "requests"  # the default model's; another served model's is REQUEST_QUEUE-<model>
+
+
+def request_queue_name(model: str, default: str) -> str:
+    """The request queue of `model` where `default` is the deployment's default model."""
+    return REQUEST_QUEUE if model == default else f"{REQUEST_QUEUE}-{model.replace('.', '_')}"
 REPLY_QUEUE_PREFIX = "replies-"  # + a random id: each web replica's own
 SAFE_NAME_MAX = 100
 
@@ -16,7 +21,12 @@ RUNNING = "running/"  # async jobs' markers of earlier versions: swept by retent
 # Everything the retention sweep may delete when it is old enough.
 SWEPT = (INPUTS, OUTPUTS, PENDING, BATCHES, HEALTH, RUNNING)
 MODELS = "models/"  # + MODEL_KEYS, formatted with a model's name (and its file's sha256 and name)
-MODEL_KEYS = {"manifest": MODELS + "{name}/manifest.json", "file": MODELS + "{name}/{sha256}/{file}"}
+MODEL_KEYS = {
+    "manifest": MODELS + "{name}/manifest.json",  # the version served now
+    "versions": MODELS + "{name}/versions.json",  # the versions kept, in push order (rollback: the one before)
+    "file": MODELS + "{name}/{sha256}/{file}",
+    "version": MODELS + "{name}/{sha256}/manifest.json",  # each version's own manifest
+}
 HEARTBEATS = {"worker": "workers/", "web": "replicas/", "autoscaler": "autoscalers/", "supervisor": "supervisors/"}
 
 

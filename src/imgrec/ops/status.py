@@ -3,6 +3,7 @@ store, as rich tables or JSON. Reads only: it works from any host with the setti
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -14,9 +15,9 @@ from rich.text import Text
 from imgrec import presence
 from imgrec.engine.model import load_manifest
 from imgrec.engine.registry import remote_manifest
-from imgrec.errors import ImgrecError
+from imgrec.errors import ImgrecError, QueueMissing
 from imgrec.logs import redact
-from imgrec.messages import HEARTBEATS, REQUEST_QUEUE, Heartbeat
+from imgrec.messages import HEARTBEATS, REQUEST_QUEUE, Heartbeat, request_queue_name
 from imgrec.queues import open_queue
 from imgrec.settings import Settings
 from imgrec.stores import ObjectStore, open_store
@@ -46,6 +47,10 @@ def gather(settings: Settings) -> dict:
     """Everything `imgrec status` shows, as plain data (what `--json` prints)."""
     store = open_store(settings.store_url)
     queue = open_queue(settings.queue_url, REQUEST_QUEUE, visibility_timeout=settings.visibility_timeout)
+    per_model = {settings.default_model: queue}
+    for m in settings.served_models[1:]:  # the other models served side by side, each its own queue
+        with contextlib.suppress(QueueMissing):
+            per_model[m] = open_queue(settings.queue_url, request_queue_name(m, settings.default_model))
     now = time.time()
     view: dict = {
         "at": now,
@@ -56,12 +61,13 @@ def gather(settings: Settings) -> dict:
     clock = presence.StoreClock(store, f"status-{socket.gethostname()}-{os.getpid()}")  # one clock for every host
     beats: dict[str, list[Heartbeat]] = {}
     try:
-        view["summary"] = presence.deployment_status(queue, store, clock)
+        view["summary"] = presence.deployment_status(queue, store, clock, per_model=per_model)
         for role in HEARTBEATS:
             beats[role] = presence.read(store, role, clock)
             view[role] = [_member(b, now) for b in sorted(beats[role], key=lambda b: (b.host, b.started))]
     finally:
-        queue.close()
+        for q in per_model.values():
+            q.close()
         clock.forget()
     view["model"] = model_view(settings, store, beats["worker"])
     view["warnings"] = warnings(view["model"], beats["autoscaler"], now)
@@ -72,6 +78,7 @@ def model_view(settings: Settings, store: ObjectStore, workers: list[Heartbeat])
     """Where the model is, from what is true, not from the store alone: the store's (what a
     worker without one pulls), this host's model folder (IMGREC_MODEL_DIR), and what the
     live workers say they run (a model baked into an image is never in the store)."""
+    settings = settings.for_model(settings.default_model)  # the default one, where several are served
     view: dict = {"variant": settings.model, "store": None, "here": None, "workers": presence.models(workers)}
     try:
         m = remote_manifest(store, settings.model)
@@ -102,11 +109,17 @@ def warnings(model: dict, autoscalers: list[Heartbeat], now: float) -> list[str]
     if model["name"] is None:
         said.append(f"no model anywhere: none in the store ({model['store_missing']}), none on this host "
                     f"({model['here_missing']}), and no live worker runs one")
-    elif model["store"] and any(not model["store"]["sha256"].startswith(w["version"]) for w in model["workers"]):
-        running = ", ".join(f"{w['name']}@{w['version']}" for w in model["workers"])
+    elif model["store"] and any(not model["store"]["sha256"].startswith(w["version"]) for w in _same(model)):
+        # (for the seconds of a rollout, too: the workers take the store's up between two batches)
+        running = ", ".join(f"{w['name']}@{w['version']}" for w in _same(model))
         said.append(f"workers run {running} but the store has {model['store']['name']}@{model['store']['sha256'][:12]}: "
                     "a worker that pulls the model gets another one")
     return said
+
+
+def _same(model: dict) -> list[dict]:
+    """The live workers that run the store's model (others serve other models side by side)."""
+    return [w for w in model["workers"] if w["name"] == model["store"]["name"]]
 
 
 def _ago(then: float, now: float) -> str:
@@ -145,7 +158,9 @@ def render(view: dict) -> Group:
         ("\nmodel ", "bold"),
         _model_line(model),
         ("\nqueue ", "bold"),
-        f"{s['queue_depth']} waiting, {s['in_flight']} in flight, {s['dead_letter']} dead letters",
+        f"{s['queue_depth']} waiting, {s['in_flight']} in flight, {s['dead_letter']} dead letters" if "queues" not in s
+        else "; ".join(f"{m} {q['queue_depth']} waiting, {q['in_flight']} in flight, {q['dead_letter']} dead"
+                       for m, q in s["queues"].items()),
         ("  workers ", "bold"),
         f"{s['workers']} running, {s['completed']} images done",
     )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from imgrec.errors import ConfigError
-from imgrec.messages import REQUEST_QUEUE
+from imgrec.messages import request_queue_name
 from imgrec.queues.base import Message, Queue, QueueStats
 
 __all__ = ["Message", "Queue", "QueueStats", "open_queue", "request_queue"]
@@ -45,12 +45,14 @@ def open_queue(url: str, name: str, *, create: bool = False, **options: Any) -> 
 DELIVERY_SLACK = 3
 
 
-def request_queue(settings: Settings) -> Queue:
-    """The queue of classification requests, made if missing. A queue whose server keeps
-    nothing on disk is refused unless the operator said it is fine (jobs it loses are
-    sent again from their pending records, but clients waiting meanwhile time out)."""
+def request_queue(settings: Settings, model: str | None = None) -> Queue:
+    """The queue of classification requests for `model` (default: the one this process serves,
+    IMGREC_MODEL), made if missing. A queue whose server keeps nothing on disk is refused
+    unless the operator said it is fine (jobs it loses are sent again from their pending
+    records, but clients waiting meanwhile time out)."""
+    name = request_queue_name(model or settings.model, settings.default_model)
     queue = open_queue(
-        settings.queue_url, REQUEST_QUEUE, create=True, timeout=settings.backend_timeout, check=True,
+        settings.queue_url, name, create=True, timeout=settings.backend_timeout, check=True,
         visibility_timeout=settings.visibility_timeout, max_receives=settings.max_receives + DELIVERY_SLACK,
     )
     if (why := queue.volatile()) and not settings.allow_volatile_queue:

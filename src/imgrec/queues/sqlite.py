@@ -309,16 +309,15 @@ def salvage(url: str) -> tuple[int, int, Path]:
     return saved, lost, kept
 
 
-def job_ids(url: str, name: str) -> set[str]:
-    """The job ids named by the messages of queue `name` in the file of `url`, waiting,
-    in flight or dead-lettered (after a salvage: which accepted jobs it still holds)."""
+def job_ids(url: str) -> set[str]:
+    """The job ids named by the messages of every queue in the file of `url`, waiting, in
+    flight or dead-lettered (after a salvage: which accepted jobs it still holds)."""
     db = sqlite3.connect(f"file:{_path_from_url(url)}?mode=ro", uri=True, isolation_level=None)
     try:
         found = set()
-        for queue in (name, f"{name}.dead"):
-            for (body,) in _readable(db, "SELECT body FROM messages WHERE queue = ?", (queue,)):
-                with contextlib.suppress(ValueError, TypeError, AttributeError):
-                    found.add(json.loads(body)["job_id"])
+        for (body,) in _readable(db, "SELECT body FROM messages"):
+            with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
+                found.add(json.loads(body)["job_id"])
         return found
     finally:
         db.close()

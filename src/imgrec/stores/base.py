@@ -52,6 +52,11 @@ class ObjectStore(ABC):
         """The object's bytes; raises NotFound."""
 
     @abstractmethod
+    def get_file(self, key: str, file: IO[bytes]) -> int:
+        """Write the object's bytes to a binary file, a part at a time, never the whole object in
+        memory (a model's file); the number of bytes written. Raises NotFound."""
+
+    @abstractmethod
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod

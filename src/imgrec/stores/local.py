@@ -127,6 +127,19 @@ class LocalStore(ObjectStore):
             raise NotFound(key) from None
 
     @_guard
+    def get_file(self, key: str, file: IO[bytes]) -> int:
+        try:
+            src = self._path(key).open("rb")
+        except _MISSING:
+            raise NotFound(key) from None
+        with src:
+            written = 0
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                file.write(chunk)
+                written += len(chunk)
+        return written
+
+    @_guard
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 

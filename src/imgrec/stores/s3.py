@@ -74,6 +74,18 @@ class S3Store(ObjectStore):
             raise NotFound(key) from None
 
     @_guard
+    def get_file(self, key: str, file: IO[bytes]) -> int:
+        try:
+            body = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except self._errors.NoSuchKey:
+            raise NotFound(key) from None
+        written = 0
+        for chunk in body.iter_chunks(1 << 20):
+            file.write(chunk)
+            written += len(chunk)
+        return written
+
+    @_guard
     def exists(self, key: str) -> bool:
         try:
             self._s3.head_object(Bucket=self.bucket, Key=self._key(key))

@@ -62,7 +62,8 @@ def run_web(settings: Settings) -> None:
     _take_the_open_files_limit()
     # A queue or store set up wrong is one clear line here, not a traceback from the app's start.
     open_store(settings.store_url)
-    request_queue(settings).close()
+    for model in settings.served_models:
+        request_queue(settings, model).close()
     for warning in key_warnings(settings, os.environ):
         log.warning("%s", warning)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal

@@ -41,18 +41,25 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store = open_store(settings.store_url, settings.backend_timeout)
-        requests = request_queue(settings)
+        # One request queue per model served; the default model's is the one the classic routes use.
+        queues = {m: request_queue(settings, m) for m in settings.served_models}
+        requests = queues[settings.default_model]
         reply_queue = open_queue(
             settings.queue_url, REPLY_QUEUE_PREFIX + new_id()[:16], create=True, ephemeral=True,
             timeout=settings.backend_timeout,
         )
         replies = ReplyListener(reply_queue, store, metrics)
         replies.start()
-        intake = Intake(settings, store, requests, replies, metrics, clock)
+        intake = Intake(settings, store, requests, replies, metrics, clock, model=settings.default_model)
+        intakes = {
+            m: intake if m == settings.default_model
+            else Intake(settings, store, q, replies, metrics, clock, model=m, beside=intake)
+            for m, q in queues.items()
+        }
         readiness = Readiness(store, requests, replies.name, lambda: replies.healthy, clock=clock)
         store_clock = presence.StoreClock(store, replies.name)
         history = StatusHistory(lambda: presence.deployment_status(requests, store, store_clock))
-        parts = Parts(settings, store, requests, intake, metrics, readiness, history, store_clock, clock)
+        parts = Parts(settings, store, requests, intake, metrics, readiness, history, store_clock, clock, intakes=intakes)
         metrics.watch_system(parts.status)
         app.state.parts = parts
         history.start()
@@ -60,11 +67,13 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
                            store=logs.redact(settings.store_url), queue=logs.redact(settings.queue_url)):
             yield
             history.stop()
-            intake.close()
+            for each in intakes.values():  # each its own committer; the threads are shared
+                each.close()
             replies.stop()
             readiness.forget()
             store_clock.forget()
-            requests.close()
+            for queue in queues.values():
+                queue.close()
 
     app = FastAPI(
         title="imgrec", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,

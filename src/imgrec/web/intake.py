@@ -43,24 +43,32 @@ class Submitted:
 class Intake:
     def __init__(
         self, settings: Settings, store: ObjectStore, requests: Queue, replies: ReplyListener, metrics: WebMetrics,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, model: str | None = None, beside: Intake | None = None,
     ) -> None:
         self.settings, self.store, self.requests, self.replies = settings, store, requests, replies
+        # The model its requests ask for, named in them where several are served (None: the only one)
+        self.model = model if model is not None and len(settings.served_models) > 1 else None
         self.limits = ImageLimits.from_settings(settings)
         self.stage = metrics.stage
         self.backlog = Backlog(requests, settings.max_backlog, clock=clock)
+        # Another model's intake on this replica shares the first one's gate and threads: the
+        # limits below are the replica's, however many models it serves.
         # At most this many uploads are parsed, checked and stored at once; the others
         # wait, their bodies already received (a slow client holds no slot).
-        self.gate = asyncio.Semaphore(settings.max_concurrent_uploads)
+        self.gate: asyncio.Semaphore = beside.gate if beside else asyncio.Semaphore(settings.max_concurrent_uploads)
         # The threads that stage uploads' files (several files of one upload at once: their
-        # flushes overlap), and the one that commits them in groups.
-        self._io = ThreadPoolExecutor(settings.max_concurrent_uploads, thread_name_prefix="stage")
+        # flushes overlap), and the one that commits them in groups to this model's queue.
+        self._io: ThreadPoolExecutor = beside._io if beside else ThreadPoolExecutor(
+            settings.max_concurrent_uploads, thread_name_prefix="stage"
+        )
         self.committer = jobs.Committer(store, requests)
         # A durable queue is the job's record; another keeps a pending record in the store.
-        self.keep_pending = not requests.durable()
+        # So does every job where several models are served: should a damaged queue file
+        # lose its message, `imgrec queue salvage` finds its model there.
+        self.keep_pending = not requests.durable() or self.model is not None
         # Header checks on threads of their own: however many hostile files arrive at once,
         # each check is bounded (imaging.header) and none delays the store's writes.
-        self._checks = ThreadPoolExecutor(2, thread_name_prefix="header-check")
+        self._checks: ThreadPoolExecutor = beside._checks if beside else ThreadPoolExecutor(2, thread_name_prefix="header-check")
 
     async def take(
         self, request: HttpRequest, fields: tuple[str, ...], max_files: int, *, wait: bool, always_batch: bool
@@ -95,7 +103,7 @@ class Intake:
             if not up.error:
                 job_id = new_id()
                 requests[id(up)] = Request(job_id, input_key(job_id, up.filename or "upload"), up.filename, batch_id,
-                                           reply_to, now)
+                                           reply_to, now, model=self.model)
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         staging = [

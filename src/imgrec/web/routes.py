@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -67,10 +67,21 @@ class Parts:
     store_clock: presence.StoreClock  # other hosts' heartbeats are judged by the store's clock
     clock: Callable[[], float] = time.monotonic  # for the caches of what is looked at every few seconds
     _looked: tuple[float, bool] = (-1e9, False)
+    intakes: dict[str, Intake] = field(default_factory=dict)  # one per model served (`intake`: the default's)
+
+    def intake_of(self, model: str) -> Intake:
+        """The intake of a model served here; NotFound naming those served otherwise."""
+        try:
+            return self.intakes[model]
+        except KeyError:
+            raise NotFound(f"no model {model!r} is served here; served: {', '.join(self.intakes)}") from None
 
     def status(self) -> dict:
         """The deployment's status; its problems say where only to callers with a key."""
-        return presence.deployment_status(self.requests, self.store, self.store_clock, detail=bool(self.settings.keys))
+        return presence.deployment_status(
+            self.requests, self.store, self.store_clock, detail=bool(self.settings.keys),
+            per_model={m: i.requests for m, i in self.intakes.items()},
+        )
 
     async def ensure_workers_can_run(self) -> None:
         """For a client about to wait: refuse at once when no worker runs and the
@@ -146,12 +157,24 @@ async def classic(request: Request, p: Parts = Depends(parts)):
     openapi_extra=_upload_schema("file", many=True), responses={**UPLOAD_ERRORS, **_errors(504)},
 )
 async def api_classify(request: Request, p: Parts = Depends(parts)):
+    return await _classify(request, p, p.intake)
+
+
+@router.post(
+    "/api/v1/models/{model}/classify", summary="Classify images with one of the models served (field 'file'); waits",
+    openapi_extra=_upload_schema("file", many=True), responses={**UPLOAD_ERRORS, **_errors(404, 504)},
+)
+async def api_model_classify(request: Request, model: str, p: Parts = Depends(parts)):
+    return await _classify(request, p, p.intake_of(model))
+
+
+async def _classify(request: Request, p: Parts, intake: Intake) -> JSONResponse:
     await p.ensure_workers_can_run()
-    batch_id, submitted = await p.intake.take(
+    batch_id, submitted = await intake.take(
         request, API_FIELDS, p.settings.max_files_per_request, wait=True, always_batch=False
     )
     _name_jobs(request, batch_id, submitted)
-    waited = await p.intake.wait_all(submitted)
+    waited = await intake.wait_all(submitted)
     answers = [r for r in waited if r is not None]
     if len(answers) < len(waited):
         return _timed_out(batch_id, submitted)
@@ -182,7 +205,26 @@ def _timed_out(batch_id: str | None, submitted: list) -> JSONResponse:
                **UPLOAD_ERRORS},
 )
 async def api_submit(request: Request, p: Parts = Depends(parts)):
-    batch_id, submitted = await p.intake.take(
+    return await _submit(request, p, p.intake)
+
+
+@router.post(
+    "/api/v1/models/{model}/jobs", status_code=202, summary="Submit images to one of the models served; answers at once",
+    openapi_extra=_upload_schema("file", many=True),
+    responses={202: {"description": "accepted: a batch id and, for each file, its job or why it was refused"},
+               **UPLOAD_ERRORS, **_errors(404)},
+)
+async def api_model_submit(request: Request, model: str, p: Parts = Depends(parts)):
+    return await _submit(request, p, p.intake_of(model))
+
+
+@router.get("/api/v1/models", summary="The models served here, the default first")
+async def api_models(p: Parts = Depends(parts)):
+    return {"default": p.settings.default_model, "models": list(p.intakes) or [p.settings.default_model]}
+
+
+async def _submit(request: Request, p: Parts, intake: Intake) -> JSONResponse:
+    batch_id, submitted = await intake.take(
         request, API_FIELDS, p.settings.max_files_per_request, wait=False, always_batch=True
     )
     _name_jobs(request, batch_id, submitted)

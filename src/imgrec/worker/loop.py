@@ -92,9 +92,10 @@ class StoreBreaker:
 class WorkerLoop:
     def __init__(
         self, queue: Queue, processor: BatchProcessor, results: Results, *, max_batch: int, max_wait_ms: float,
-        breaker: StoreBreaker | None = None, live_file: str = "",
+        breaker: StoreBreaker | None = None, live_file: str = "", between: Callable[[], None] | None = None,
     ) -> None:
         self.queue, self.processor, self.results = queue, processor, results
+        self.between = between  # called at each round, between two batches (a new model is taken up there)
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.breaker = breaker or StoreBreaker(processor.store, canary_key(f"worker-{processor.worker_id}"))
         self._stop = threading.Event()
@@ -120,6 +121,8 @@ class WorkerLoop:
             self.progress_at = time.time()
             if self.live_file is not None:
                 self._touch(self.live_file)
+            if self.between is not None:
+                self.between()
             self.breaker.wait_until_closed(self._stop)
             idle_left = idle_timeout - (time.monotonic() - last_work)
             if idle_left <= 0:

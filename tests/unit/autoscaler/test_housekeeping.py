@@ -127,6 +127,22 @@ def test_jobs_whose_messages_were_lost_are_sent_again():
     assert resend_lost(store, queue, older_than=60) == 0, "not again at once: they were resent just now"
 
 
+def test_a_lost_job_goes_back_to_its_own_models_queue():
+    url, queue, _, store, _ = _rig()
+    colours = open_queue(url, "requests-colours", create=True)
+    (default_job,) = _pending(store, queue, 1, age=300, send=False)
+    job = new_id(time.time() - 200)
+    request = Request(job, input_key(job, "y.png"), "y.png", sent_at=time.time() - 200, model="colours")
+    with _written_ago(200):
+        store.put(pending_key(job), dumps(Pending(request, accepted_at=time.time() - 200).to_dict()))
+    assert resend_lost(store, queue, older_than=60, others={"colours": colours}) == 2
+    assert [Request.from_dict(m.body).job_id for m in queue.receive(20)] == [default_job]
+    assert [Request.from_dict(m.body).job_id for m in colours.receive(20)] == [job]
+    # one waiting on the other model's queue counts as queued there, not as lost
+    (waiting,) = _pending(store, colours, 1, age=200, send=True)
+    assert resend_lost(store, queue, older_than=60, others={"colours": colours}) == 0
+
+
 def test_a_finished_jobs_pending_record_is_cleared():
     _, queue, _, store, _ = _rig()
     (job,) = _pending(store, queue, 1, age=120, send=False)

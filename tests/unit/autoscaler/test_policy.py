@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide, target
+from imgrec.autoscaler.policy import PolicyState, ScalingConfig, Snapshot, decide, share, target
 from imgrec.errors import ConfigError
 
 CFG = ScalingConfig(min_workers=0, max_workers=4, target_per_worker=10, scale_in_delay=30.0, scale_to_zero_delay=0.0,
@@ -178,3 +178,15 @@ def test_a_request_counts_from_the_tick_that_learns_of_it_whatever_the_senders_c
 
 def test_a_queue_never_sent_to_starts_nothing():
     assert run_told([(1e9 + t, 0, 0, 0.0) for t in range(5)]) == [0] * 5
+
+
+@pytest.mark.parametrize(("desired", "limit", "given"), [
+    ([3, 2], 8, [3, 2]),  # within the host's limit: each what it wants
+    ([8, 1], 4, [3, 1]),  # past it: one each first, then to the furthest from what it wants
+    ([0, 6], 4, [0, 4]),  # a pool that wants none gets none
+    ([5, 5, 5], 2, [1, 1, 0]),  # fewer workers than pools: the first pools in order
+    ([7, 3], 6, [5, 1]),  # what each lacks evened out: 2 and 2
+])
+def test_pools_share_the_hosts_workers(desired, limit, given):
+    assert share(desired, limit) == given
+    assert sum(share(desired, limit)) <= limit

@@ -34,8 +34,9 @@ def test_the_setting_picks_the_folder_and_refuses_unknown_variants(tmp_path):
     assert s.model == "lite0" and s.model_path == tmp_path / "model"
     assert Settings(data_dir=tmp_path, model="lite0-int8").model_path == tmp_path / "model-lite0-int8"
     assert Settings(data_dir=tmp_path, model="lite2", model_dir=tmp_path / "x").model_path == tmp_path / "x"
+    assert Settings(data_dir=tmp_path, model="colours").model_path == tmp_path / "model-colours"  # one's own, added
     with pytest.raises(ValueError, match="lite0-int8"):
-        Settings(model="lite0-int16")
+        Settings(model="Lite0 int16")
 
 
 def test_a_manifest_of_before_variants_is_lite0(tmp_path):
