@@ -23,7 +23,7 @@ from imgrec.queues import Queue
 from imgrec.settings import Settings
 from imgrec.stores import ObjectStore
 from imgrec.web import batches
-from imgrec.web.backlog import Backlog
+from imgrec.web.backlog import Backlog, Reservation
 from imgrec.web.metrics import WebMetrics
 from imgrec.web.replies import ReplyListener
 from imgrec.web.uploads import Upload, check_files, receive_files
@@ -74,18 +74,20 @@ class Intake:
                 uploads = await loop.run_in_executor(self._checks, check_files, received, self.limits)
                 self.stage.labels("parse").observe(time.perf_counter() - started)
                 await self.backlog.refresh()
-                with self.backlog.reserve(sum(1 for u in uploads if not u.error)):
+                with self.backlog.reserve(sum(1 for u in uploads if not u.error)) as room:
                     batch_id = new_id() if always_batch or len(uploads) > 1 else None
-                    return batch_id, await self.submit(uploads, wait=wait, batch_id=batch_id)
+                    return batch_id, await self.submit(uploads, wait=wait, batch_id=batch_id, room=room)
         finally:
             for u in received:
                 u.file.close()
 
-    async def submit(self, uploads: list[Upload], *, wait: bool, batch_id: str | None) -> list[Submitted]:
+    async def submit(
+        self, uploads: list[Upload], *, wait: bool, batch_id: str | None, room: Reservation
+    ) -> list[Submitted]:
         submitted: list[Submitted] = []
         try:
             for up in uploads:
-                submitted.append(Submitted(None, up) if up.error else await self._submit_one(up, wait, batch_id))
+                submitted.append(Submitted(None, up) if up.error else await self._submit_one(up, wait, batch_id, room))
         except BackendError:
             for s in submitted:
                 if s.job_id:
@@ -96,7 +98,7 @@ class Intake:
             await asyncio.to_thread(batches.write_manifest, self.store, batch_id, entries, time.time())
         return submitted
 
-    async def _submit_one(self, up: Upload, wait: bool, batch_id: str | None) -> Submitted:
+    async def _submit_one(self, up: Upload, wait: bool, batch_id: str | None, room: Reservation) -> Submitted:
         job_id = new_id()
         reply_to = self.replies.name if wait else None
         request = Request(job_id, input_key(job_id, up.filename or "upload"), up.filename, batch_id, reply_to)
@@ -106,7 +108,7 @@ class Intake:
         except BackendError:
             self.replies.forget(job_id)
             raise
-        self.backlog.sent(1)
+        room.sent(1)
         return Submitted(job_id, up, fut)
 
     def _store_and_send(self, up: Upload, request: Request) -> None:
