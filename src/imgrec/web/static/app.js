@@ -14,7 +14,7 @@ const CSV_COLUMNS = ["filename", "label", "score", "class_index", "wnid", "error
 const state = {
   limits: null, items: [], batches: [], uploads: [], gen: 0,
   pending: [], // items to send, in upload order
-  unacked: 0, cap: Infinity, workers: 0, xhrs: new Set(), uploading: new Set(),
+  unacked: 0, admitted: 0, cap: Infinity, workers: 0, xhrs: new Set(), uploading: new Set(),
   counts: { done: 0, failed: 0, answered: 0 }, bytes: { total: 0, sent: 0 }, rate: { t: 0, answered: 0 },
   keyChecked: null, waitingForKey: false, leftover: [], view: null, viewVersion: 0, seq: 0,
 };
@@ -272,14 +272,16 @@ async function limits() {
 
 // The backlog's room changes with every upload: looked at again before each request (a
 // cheap call), at most twice a second for all the requests being made.
+// What the service took since the look began is not in its answer's room, or may not be.
 let freshAt = 0, fresh = null;
 async function roomNow() {
   if (!fresh || Date.now() - freshAt > 500) {
     freshAt = Date.now();
-    fresh = api("/api/v1/limits").then((r) => r.json()).then((l) => { state.limits = { ...state.limits, ...l }; return l; });
+    const before = state.admitted;
+    fresh = api("/api/v1/limits").then((r) => r.json()).then((l) => { state.limits = { ...state.limits, ...l }; return [l, before]; });
   }
-  const l = await fresh;
-  return l.backlog_room === undefined ? Infinity : l.backlog_room - state.unacked;
+  const [l, before] = await fresh;
+  return l.backlog_room === undefined ? Infinity : l.backlog_room - (state.admitted - before) - state.unacked;
 }
 
 function refusedHere(f, l) {
@@ -294,18 +296,23 @@ async function send(files) {
   if (!files.length) return;
   const l = await limits();
   if (!state.pending.length && !state.unacked) { state.rate = { t: Date.now(), answered: state.counts.answered }; }
-  const upload = { at: Date.now(), count: files.length, batches: [], refused: [] };
+  const upload = { at: Date.now(), count: files.length, batches: [], refused: [] }, gen = state.gen;
   state.uploads.push(upload);
-  files.forEach((f, index) => {
-    const it = newItem(f.webkitRelativePath || f.relPath || f.name, f, upload);
-    it.index = index;
-    const why = refusedHere(f, l);
-    if (why) { settle(it, { job_id: null, filename: it.name, error: why }); upload.refused.push([index, it.name, why]); }
-    else { it.seq = state.seq++; state.pending.push(it); state.bytes.total += it.size; }
-  });
-  remember(upload); saveUnsent(); drawSoon(); progress();
+  // A slice at a time: reading a file's size can ask the disk, and thousands of files at
+  // once would hold the page still for a second or more.
+  for (let start = 0; start < files.length && gen === state.gen; start += 200) {
+    if (start) await sleep(0);
+    files.slice(start, start + 200).forEach((f, i) => {
+      const it = newItem(f.webkitRelativePath || f.relPath || f.name, f, upload), index = start + i;
+      it.index = index;
+      const why = refusedHere(f, l);
+      if (why) { settle(it, { job_id: null, filename: it.name, error: why }); upload.refused.push([index, it.name, why]); }
+      else { it.seq = state.seq++; state.pending.push(it); state.bytes.total += it.size; }
+    });
+    saveUnsent(); drawSoon(); progressSoon(); pump();
+  }
+  remember(upload); progress();
   if (upload.refused.length) showInUrl();
-  pump();
 }
 
 async function pump() {
@@ -389,7 +396,7 @@ async function sendNext(gen) {
     saveUnsent(); return;
   }
   state.cap = Math.min(state.limits.max_files_per_request, state.cap * 2);
-  state.bytes.sent += bytes;
+  state.bytes.sent += bytes; state.admitted += group.length;
   group.forEach((it) => { it.sent = true; it.batch = body.batch_id; });
   saveUnsent();
   const upload = group[0].upload;
@@ -446,7 +453,7 @@ function cancel() {
   for (const xhr of [...state.xhrs]) xhr.abort();
   const unsent = state.items.filter((it) => it.file && !it.sent && !it.result && !it.error);
   unsent.forEach((it) => settle(it, { job_id: null, filename: it.name, error: `${it.name}: not sent (cancelled)` }));
-  state.waitingForKey = false; state.uploading.clear(); saveUnsent(); progress();
+  state.waitingForKey = false; state.uploading.clear(); writeUnsent(); progress(); $("cancel").hidden = true;
   say(`Cancelled: ${unsent.length} file${unsent.length === 1 ? "" : "s"} not sent.`);
   // What the service took is still watched: it will be answered.
   const taken = new Map();
