@@ -160,6 +160,8 @@ def test_5000_results_keep_the_grid_small_and_the_page_responsive(page, service,
     print(f"\nlongest main-thread task while {n} results arrived: {longest:.0f} ms")
     assert len(drawn(page)) <= 200, "only the cards on screen are in the page"
     page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
-    page.wait_for_function("() => [...document.querySelectorAll('#grid .card .name')].some(e => e.textContent === 'img_04999.png')")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#grid .card .name')].some(e => e.textContent === 'img_04999.png')"
+    )
     assert len(drawn(page)) <= 200 and drawn(page)[-1][0] == "img_04999.png"
     assert len(cards(page)) == n

@@ -357,6 +357,7 @@ async function takeGroup(gen) {
 }
 
 function putBack(group) { // in upload order, before everything after it
+  group.forEach((it) => waitingFor(it, "waiting"));
   let i = 0;
   while (i < state.pending.length && state.pending[i].order < group[0].order) i++;
   state.pending.splice(i, 0, ...group);
@@ -563,11 +564,13 @@ async function restore(ids, ats) {
   const records = recent().filter((r) => ats.includes(r.at)).sort((a, b) => ats.indexOf(a.at) - ats.indexOf(b.at));
   const all = [...new Set([...records.flatMap((r) => (r.batches || []).map(([id]) => id)), ...ids])];
   await Promise.all(all.map(async (id) => {
-    try {
-      const resp = await api(`/api/v1/batches/${id}`);
-      if (!resp.ok) { say(`Batch ${id}: ${(await resp.json()).detail}`); return; }
-      fetched.set(id, await resp.json());
-    } catch (err) { if (!(err instanceof KeyRefused)) throw err; }
+    for (;;) {
+      try {
+        const resp = await api(`/api/v1/batches/${id}`);
+        if (!resp.ok) { say(`Batch ${id}: ${(await resp.json()).detail}`); return; }
+        fetched.set(id, await resp.json()); return;
+      } catch (err) { if (!(err instanceof KeyRefused)) throw err; await nextKey(); } // shown once the key is given
+    }
   }));
   // Each upload in its order: its batches where they started, its refused files where they were.
   const watches = [], seen = new Set();
@@ -659,7 +662,7 @@ $("download-json").addEventListener("click", () => download("json"));
 $("pick-files").addEventListener("click", () => { $("files").resending = false; $("files").click(); });
 $("pick-folder").addEventListener("click", () => $("folder").click());
 $("drop").addEventListener("keydown", (e) => {
-  if (e.target === $("drop") && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); $("files").click(); }
+  if (e.target === $("drop") && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); $("files").resending = false; $("files").click(); }
 });
 for (const id of ["files", "folder"]) {
   $(id).addEventListener("change", () => {
