@@ -111,10 +111,14 @@ def test_the_charts_legends_have_a_colour_key(page, service):
 
 
 class _FakeService:
-    """The API answered by the test, at once: what is measured is the page alone."""
+    """The API answered by the test, at once: what is measured is the page alone. It may
+    refuse requests of more than `most` files (413) and every `busy`-th request (429)."""
 
-    def __init__(self) -> None:
+    def __init__(self, most: int = 100, busy: int = 0) -> None:
         self.batches: dict[str, int] = {}
+        self.most, self.busy, self.requests = most, busy, 0
+        self.accepted: list[str] = []  # the files of every accepted request, as they came
+        self.refused: list[int] = []
 
     def install(self, page) -> None:
         page.route("**/api/v1/limits", lambda route: route.fulfill(json={
@@ -126,7 +130,16 @@ class _FakeService:
         page.route("**/api/v1/batches/*", self.batch)
 
     def jobs(self, route) -> None:
-        count = len(re.findall(rb'name="file"; filename=', route.request.post_data_buffer or b""))
+        names = [n.decode() for n in re.findall(rb'name="file"; filename="([^"]*)"', route.request.post_data_buffer or b"")]
+        count = len(names)
+        self.requests += 1
+        if count > self.most:
+            self.refused.append(413)
+            return route.fulfill(status=413, json={"detail": "upload too large"})
+        if self.busy and self.requests % self.busy == 0:
+            self.refused.append(429)
+            return route.fulfill(status=429, json={"detail": "busy"}, headers={"Retry-After": "1"})
+        self.accepted += names
         batch_id = uuid.uuid4().hex
         self.batches[batch_id] = count
         jobs = [{"job_id": f"{batch_id[:24]}{i:08x}", "status": "queued"} for i in range(count)]
@@ -165,3 +178,18 @@ def test_5000_results_keep_the_grid_small_and_the_page_responsive(page, service,
     )
     assert len(drawn(page)) <= 200 and drawn(page)[-1][0] == "img_04999.png"
     assert len(cards(page)) == n
+
+
+def test_429_and_413_split_requests_and_nothing_accepted_goes_twice(page, service, tmp_path):
+    files = [tmp_path / f"img_{i:03}.png" for i in range(60)]
+    for f in files:
+        f.write_bytes(encode(chelsea().resize((40, 30)), "PNG"))
+    fake = _FakeService(most=16, busy=3)
+    fake.install(page)
+    page.goto(service.url)
+    page.set_input_files("#files", [str(f) for f in files])
+    labelled(page, 60)
+    assert [n for n, _ in cards(page)] == [f.name for f in files]
+    assert all(label.startswith("class ") for _, label in cards(page)), "every file answered"
+    assert sorted(fake.accepted) == [f.name for f in files], "each file accepted once"
+    assert {413, 429} <= set(fake.refused)
