@@ -75,7 +75,7 @@ def test_the_key_is_checked_before_any_image_is_sent(page, tmp_path, model_dir, 
         page.goto(svc.url)
         page.wait_for_function("() => document.getElementById('key-note').textContent.includes('needs an API key')")
         page.set_input_files("#files", [str(f) for f in files])
-        page.wait_for_function("() => document.getElementById('message').textContent.includes('needs an API key')")
+        page.wait_for_function("() => document.getElementById('message').textContent.includes('API key')")
         assert posts == [], "no key: nothing sent"
         assert {label for _, label in cards(page)} == {"waiting for the API key…"}
         page.fill("#key", "wrong-key")
