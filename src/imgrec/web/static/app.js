@@ -272,15 +272,20 @@ async function limits() {
 
 // The backlog's room changes with every upload: looked at again before each request (a
 // cheap call), at most twice a second for all the requests being made.
-// What the service took since the look began is not in its answer's room, or may not be.
 let freshAt = 0, fresh = null;
-async function roomNow() {
+function freshLimits() {
   if (!fresh || Date.now() - freshAt > 500) {
     freshAt = Date.now();
     const before = state.admitted;
     fresh = api("/api/v1/limits").then((r) => r.json()).then((l) => { state.limits = { ...state.limits, ...l }; return [l, before]; });
   }
-  const [l, before] = await fresh;
+  return fresh;
+}
+
+// The room left for this page now: what the service took since the look began is not in
+// its answer, or may not be, and what is on its way is not yet. Called and acted on with
+// no wait between, so that requests made at once share the room rather than each taking it.
+function room([l, before]) {
   return l.backlog_room === undefined ? Infinity : l.backlog_room - (state.admitted - before) - state.unacked;
 }
 
@@ -335,15 +340,15 @@ async function pump() {
 // Takes the next request's files: within the limits and the backlog's room, and one run
 // of consecutive files of one upload (so that each batch is a stretch of its upload).
 async function takeGroup(gen) {
-  let room = await roomNow();
-  while (room <= 0) {
+  let left = room(await freshLimits());
+  while (left <= 0) {
     if (gen !== state.gen || !state.pending.length) return null;
     if (!state.unacked) say("The service's backlog is full; waiting for room…");
-    await sleep(1000); room = await roomNow();
+    await sleep(1000); left = room(await freshLimits());
   }
   if (gen !== state.gen || !state.pending.length) return null;
   if (/waiting for room…$/.test($("message").textContent)) say("");
-  const l = state.limits, most = Math.min(l.max_files_per_request, room, state.cap);
+  const l = state.limits, most = Math.min(l.max_files_per_request, left, state.cap);
   const group = [state.pending[0]];
   let bytes = group[0].size + 300 + group[0].name.length;
   for (let i = 1; i < state.pending.length && group.length < most; i++) {
