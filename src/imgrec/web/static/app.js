@@ -305,9 +305,9 @@ async function send(files) {
   state.uploads.push(upload);
   // A slice at a time: reading a file's size can ask the disk, and thousands of files at
   // once would hold the page still for a second or more.
-  for (let start = 0; start < files.length && gen === state.gen; start += 200) {
+  for (let start = 0; start < files.length && gen === state.gen; start += 100) {
     if (start) await sleep(0);
-    files.slice(start, start + 200).forEach((f, i) => {
+    files.slice(start, start + 100).forEach((f, i) => {
       const it = newItem(f.webkitRelativePath || f.relPath || f.name, f, upload), index = start + i;
       it.index = index;
       const why = refusedHere(f, l);
@@ -509,7 +509,8 @@ function remember(upload) {
   const record = { at: upload.at, count: upload.count, batches: upload.batches, refused: upload.refused,
     ids: [...upload.batches].sort((a, b) => a[1] - b[1]).map(([id]) => id) };
   const all = recent().filter((r) => r.at !== upload.at);
-  all.unshift(record); localStorage.setItem("imgrec-recent", JSON.stringify(all.slice(0, 20)));
+  all.unshift(record);
+  try { localStorage.setItem("imgrec-recent", JSON.stringify(all.slice(0, 20))); } catch (err) { /* full: the URL still has the batches */ }
   showRecent();
 }
 
@@ -533,7 +534,9 @@ function saveUnsent() {
 function unsentNow() { return state.items.filter((it) => it.file && !it.sent && !it.result && !it.error); }
 function writeUnsent() {
   const files = [...state.leftover, ...unsentNow().map((it) => ({ name: it.name, size: it.size, lastModified: it.lastModified }))];
-  if (files.length) localStorage.setItem("imgrec-unsent", JSON.stringify(files)); else localStorage.removeItem("imgrec-unsent");
+  try { // names, sizes and dates only; a list past the browser's quota is not kept (the page goes on)
+    if (files.length) localStorage.setItem("imgrec-unsent", JSON.stringify(files)); else localStorage.removeItem("imgrec-unsent");
+  } catch (err) { localStorage.removeItem("imgrec-unsent"); }
 }
 
 window.addEventListener("beforeunload", (e) => {
