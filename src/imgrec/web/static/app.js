@@ -289,8 +289,7 @@ function room([l, before]) {
   return l.backlog_room === undefined ? Infinity : l.backlog_room - (state.admitted - before) - state.unacked;
 }
 
-function refusedHere(f, l) {
-  const name = f.name;
+function refusedHere(f, name, l) {
   if (f.size === 0) return `${name}: the file is empty`;
   if (f.size + 300 + name.length > l.max_upload_bytes) return `${name}: over the upload limit of ${l.max_upload_bytes} bytes`;
   if (!(f.type || "").startsWith("image/") && !IMAGE_EXT.test(name)) return `${name}: not an image (${l.formats.join(", ")})`;
@@ -310,7 +309,7 @@ async function send(files) {
     files.slice(start, start + 100).forEach((f, i) => {
       const it = newItem(f.webkitRelativePath || f.relPath || f.name, f, upload), index = start + i;
       it.index = index;
-      const why = refusedHere(f, l);
+      const why = refusedHere(f, it.name, l);
       if (why) { settle(it, { job_id: null, filename: it.name, error: why }); upload.refused.push([index, it.name, why]); }
       else { it.seq = state.seq++; state.pending.push(it); state.bytes.total += it.size; }
     });
