@@ -114,8 +114,9 @@ class _FakeService:
     """The API answered by the test, at once: what is measured is the page alone. It may
     refuse requests of more than `most` files (413) and every `busy`-th request (429)."""
 
-    def __init__(self, most: int = 100, busy: int = 0) -> None:
+    def __init__(self, most: int = 100, busy: int = 0, keys: tuple[str, ...] = ()) -> None:
         self.batches: dict[str, int] = {}
+        self.keys = keys  # when given: uploads need one of these keys (any key passes the key check)
         self.most, self.busy, self.requests = most, busy, 0
         self.accepted: list[str] = []  # the files of every accepted request, as they came
         self.refused: list[int] = []
@@ -123,16 +124,20 @@ class _FakeService:
     def install(self, page) -> None:
         page.route("**/api/v1/limits", lambda route: route.fulfill(json={
             "max_upload_bytes": 20 * 2**20, "max_files_per_request": 100, "max_pixels": 10**8, "max_aspect_ratio": 50,
-            "request_timeout": 60, "formats": ["PNG"], "api_key_required": False,
+            "request_timeout": 60, "formats": ["PNG"], "api_key_required": bool(self.keys),
             "max_backlog": 100_000, "backlog_waiting": 0, "backlog_room": 100_000,
         }))
         page.route("**/api/v1/jobs", self.jobs)
+        page.route("**/api/v1/status/history", lambda route: route.fulfill(json={"samples": [], "scale_events": []}))
         page.route("**/api/v1/batches/*", self.batch)
 
     def jobs(self, route) -> None:
         names = [n.decode() for n in re.findall(rb'name="file"; filename="([^"]*)"', route.request.post_data_buffer or b"")]
         count = len(names)
         self.requests += 1
+        if self.keys and route.request.headers.get("x-api-key") not in self.keys:
+            self.refused.append(401)
+            return route.fulfill(status=401, json={"detail": "an API key is required"})
         if count > self.most:
             self.refused.append(413)
             return route.fulfill(status=413, json={"detail": "upload too large"})
@@ -193,3 +198,23 @@ def test_429_and_413_split_requests_and_nothing_accepted_goes_twice(page, servic
     assert all(label.startswith("class ") for _, label in cards(page)), "every file answered"
     assert sorted(fake.accepted) == [f.name for f in files], "each file accepted once"
     assert {413, 429} <= set(fake.refused)
+
+
+def test_files_refused_for_the_key_go_again_once_the_right_key_is_given(page, service, tmp_path):
+    files = [tmp_path / f"img_{i:03}.png" for i in range(8)]
+    for f in files:
+        f.write_bytes(encode(chelsea().resize((40, 30)), "PNG"))
+    fake = _FakeService(keys=("new-key",))
+    fake.install(page)
+    page.goto(service.url)
+    page.fill("#key", "old-key")  # passes the check here, then an upload is refused: revoked meanwhile
+    page.click("text=Use this key")
+    page.set_input_files("#files", [str(f) for f in files])
+    page.wait_for_function("() => document.getElementById('key-note').textContent.includes('refused')")
+    assert fake.refused == [401] and {label for _, label in cards(page)} == {"waiting for the API key…"}
+    page.fill("#key", "new-key")
+    page.click("text=Use this key")
+    labelled(page, 8)
+    assert [n for n, _ in cards(page)] == [f.name for f in files]
+    assert all(label.startswith("class ") for _, label in cards(page))
+    assert sorted(fake.accepted) == [f.name for f in files]
