@@ -31,9 +31,11 @@ run: $(VENV)/.serving
 
 # From the system, for the tests only: redis-server (the Redis adapter's tests start their
 # own), Chromium (the page's tests drive it with Playwright; nothing downloads a browser)
-# and faketime (the tests of hosts whose clocks differ run a process on a skewed clock).
+# faketime (the tests of hosts whose clocks differ run a process on a skewed clock) and
+# strace (the test that durability's order holds reads the web tier's system calls).
 test-system-packages:
 	@missing=""; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  command -v strace >/dev/null || missing="$$missing strace"; \
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
 	  command -v faketime >/dev/null || missing="$$missing faketime"; \
 	  if [ -n "$$missing" ]; then \

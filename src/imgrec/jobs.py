@@ -1,8 +1,9 @@
 """A job's life, in one place: every record of a job in the store and the queue is
 written, read and removed here, whichever part does it.
 
-    accept       its input and pending record in the store, then its request on the
-                 queue (the web tier); the client is answered only after all three
+    stage and    its input in the store (and a pending record where the queue is not
+    commit       durable), then its request on the queue, a group of uploads at once
+                 (the web tier); the client is answered only after both
     start        an async job's pending record names the worker that took it
     finish       outputs written, replies sent to the waiting replicas, pending records
                  removed, requests acked, in that order (a worker)
@@ -12,9 +13,12 @@ written, read and removed here, whichever part does it.
     sweep        what is older than the retention time
                  (the last three: the autoscaler's housekeeping, and `imgrec gc`)
 
-The pending record exists so that a job survives a queue that loses its messages
-(a Redis without persistence restarting): housekeeping finds it and sends the
-request again. Every function here is safe to run from several processes at once:
+Where the queue is durable (SQLite, SQS, Redis with its append-only file), the queue's
+message is the job's only record until a worker takes it. Where it is not (a Redis
+without persistence, allowed with IMGREC_ALLOW_VOLATILE_QUEUE), a pending record is
+written beside the input so that the job survives the queue losing its messages:
+housekeeping finds it and sends the request again. An async job's pending record also
+says which worker runs it. Every function here is safe to run from several processes at once:
 at worst a request is sent twice, and workers answer it once, because a result is
 written once per job id and a redelivered job is answered from the store.
 """
@@ -22,14 +26,17 @@ written once per job id and a redelivered job is answered from the store.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import threading
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import IO
 
-from imgrec.errors import BackendError, BadInput, Expired, NotFound, QueueMissing
+from imgrec.errors import BackendError, BackendUnavailable, BadInput, Expired, NotFound, QueueMissing
 from imgrec.messages import (
+    INPUTS,
     PENDING,
     SWEPT,
     JsonObject,
@@ -45,7 +52,7 @@ from imgrec.messages import (
 )
 from imgrec.queues import Message, Queue, open_queue
 from imgrec.queues.base import DEFAULT_TIMEOUT
-from imgrec.stores import ObjectStore
+from imgrec.stores import ObjectStore, Staged
 
 log = logging.getLogger("imgrec.jobs")
 JSON = "application/json"
@@ -62,28 +69,100 @@ def read_output(store: ObjectStore, job_id: str) -> Output | None:
 # --- accepted: the web tier -------------------------------------------------------------
 
 
-def accept(store: ObjectStore, requests: Queue, request: Request, data: IO[bytes], beside: Executor) -> tuple[float, float]:
-    """Make a job durable, then queue it: its input and its pending record (the latter
-    written on `beside`, so that both syncs, or both round trips to S3, overlap), then
-    its request. Returns the seconds spent storing and queueing. On a BackendError the
-    pending record is removed again: the client is told the upload failed, and
-    housekeeping must not send the request after all (an input alone is swept)."""
-    t0 = time.perf_counter()
-    request = replace(request, sent_at=time.time())
-    pending = Pending(request, accepted_at=request.sent_at)
-    written = beside.submit(store.put, pending.key, dumps(pending.to_dict()), JSON)
-    try:
+def stage(store: ObjectStore, request: Request, data: IO[bytes], keep_pending: bool) -> list[Staged]:
+    """The first half of accepting a job (blocking; several at once overlap their
+    flushes): its input, and its pending record where the queue is not durable, written
+    but not yet visible. `Committer.commit` finishes it."""
+    staged = [store.stage(request.input_key, data)]
+    if keep_pending:
+        pending = Pending(request, accepted_at=request.sent_at or time.time())
         try:
-            store.put_file(request.input_key, data)
-        finally:
-            written.result()  # its error, if both failed, is the one raised
-        t1 = time.perf_counter()
-        requests.send(request.to_dict())
-    except BackendError:
-        with contextlib.suppress(BackendError):
-            store.delete(pending.key)
-        raise
-    return t1 - t0, time.perf_counter() - t1
+            staged.append(store.stage(pending.key, io.BytesIO(dumps(pending.to_dict())), JSON))
+        except BaseException:
+            store.discard(staged)
+            raise
+    return staged
+
+
+@dataclass
+class _Group:
+    staged: list[Staged]
+    requests: list[Request]
+    done: Future[None]
+
+
+class Committer:
+    """Accepted jobs made durable in groups, as databases do with their logs: one thread
+    takes every group staged while it was busy, makes all their objects visible and
+    durable in one commit (a local disk flushes each folder once), sends all their
+    requests in one call (SQLite: one synced transaction), then answers each group.
+
+    An idle service pays what it paid one job at a time; a busy one pays one commit
+    for all the uploads that arrived during the last. A client is answered only after
+    its group's commit and send returned: the order the Guarantees name (stored, then
+    queued, then answered) holds for every job of a group."""
+
+    def __init__(self, store: ObjectStore, requests: Queue) -> None:
+        self.store, self.requests = store, requests
+        self._waiting: list[_Group] = []
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="committer", daemon=True)
+        self._thread.start()
+
+    def commit(self, staged: list[Staged], requests: list[Request]) -> Future[None]:
+        """Queue a staged group; the future completes once its objects are durable and its
+        requests are sent, or fails with the BackendError that stopped it (what the group
+        staged is then discarded, and no request of it was sent)."""
+        group = _Group(staged, requests, Future())
+        with self._wake:
+            if self._stopping:
+                raise BackendUnavailable("the web tier is stopping")
+            self._waiting.append(group)
+            self._wake.notify()
+        return group.done
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._waiting and not self._stopping:
+                    self._wake.wait()
+                groups, self._waiting = self._waiting, []
+                if not groups and self._stopping:
+                    return
+            self._commit_groups(groups)
+
+    def _commit_groups(self, groups: list[_Group]) -> None:
+        staged = [s for g in groups for s in g.staged]
+        try:
+            try:
+                self.store.commit(staged)
+            except BaseException:
+                self.store.discard(staged)
+                raise
+            try:
+                self.requests.send_many([r.to_dict() for g in groups for r in g.requests])
+            except BaseException:
+                # The clients are told their uploads failed: housekeeping must not send
+                # them after all (an input alone is swept with its job).
+                with contextlib.suppress(BackendError):
+                    self.store.delete_many([s.key for s in staged if s.key.startswith(PENDING)])
+                raise
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting upload, which answers it
+            for g in groups:
+                g.done.set_exception(exc)
+            if not isinstance(exc, BackendError):
+                log.exception("a group commit failed unexpectedly")
+            return
+        for g in groups:
+            g.done.set_result(None)
+
+    def close(self) -> None:
+        """Commit what is already queued, then stop."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(timeout=30)
 
 
 def status(store: ObjectStore, job_id: str, retention: float) -> JsonObject:
@@ -249,6 +328,27 @@ def resend_lost(store: ObjectStore, queue: Queue, older_than: float, store_now: 
     return lost
 
 
+def resend_unqueued(store: ObjectStore, queue: Queue, queued: set[str]) -> int:
+    """After a queue lost messages it had promised to keep (a damaged SQLite file,
+    salvaged): send again the request of every job whose input is in the store, whose
+    result is not, and whose id is not in `queued` (the jobs the queue still holds).
+    Reads every input in the store: for an operator's command, not for housekeeping.
+    Returns how many were sent. (A durable queue is its jobs' only record, so the
+    inputs are what is left to find them by; a job whose upload was refused after its
+    input was written is answered too, and nobody waits for that answer.)"""
+    requests = []
+    for key in store.keys(INPUTS):
+        job_id, _, name = key[len(INPUTS):].partition("/")
+        if job_id in queued or not name or store.exists(output_key(job_id)):
+            continue
+        requests.append(Request(job_id, key, name, sent_at=time.time(), requeued=1))
+    for start_at in range(0, len(requests), 100):
+        queue.send_many([r.to_dict() for r in requests[start_at : start_at + 100]])
+    if requests:
+        log.warning("sent again %d accepted jobs the queue no longer held", len(requests))
+    return len(requests)
+
+
 def sweep_expired(store: ObjectStore, retention: float, store_now: float | None = None) -> dict[str, int]:
     """Delete inputs, results, batches and records older than `retention` seconds (0 keeps
     everything) by the store's clock (`store_now`: its time now); returns how many were
@@ -268,6 +368,6 @@ def sweep_expired(store: ObjectStore, retention: float, store_now: float | None 
 
 
 __all__ = [
-    "Done", "Results", "accept", "answer_dead_letters", "gone_or_never", "read_output", "resend_lost", "start",
-    "status", "sweep_expired",
+    "Committer", "Done", "Results", "answer_dead_letters", "gone_or_never", "read_output", "resend_lost",
+    "resend_unqueued", "stage", "start", "status", "sweep_expired",
 ]

@@ -236,3 +236,31 @@ def _sends(q) -> bool:
         return True
     except BackendUnavailable:
         return False
+
+
+def test_durable_says_whether_every_send_outlives_the_server(q, queue_url):
+    """The web tier keeps a separate pending record of each job only where the queue is
+    not durable: a queue that says durable must never be one that loses sends."""
+    scheme = queue_url.split(":", 1)[0]
+    assert isinstance(q.durable(), bool)
+    if q.durable():
+        assert q.volatile() is None
+    expected = {"memory": False, "sqlite": True, "sqs": True}
+    if scheme in expected:
+        assert q.durable() is expected[scheme]
+    if scheme == "sqlite":  # a web replica's reply queue is not synced: not durable
+        replies = make_queue(queue_url, "replies-x", ephemeral=True)
+        assert replies.durable() is False
+        replies.close()
+    if scheme == "redis":  # durable exactly while the append-only file is on
+        import redis
+
+        server = redis.Redis.from_url(queue_url.split("?")[0])
+        was = server.config_get("appendonly")["appendonly"]
+        try:
+            server.config_set("appendonly", "yes")
+            assert q.durable() is True
+            server.config_set("appendonly", "no")
+            assert q.durable() is False
+        finally:
+            server.config_set("appendonly", was)

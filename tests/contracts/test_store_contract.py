@@ -110,3 +110,38 @@ def test_delete_many(store, monkeypatch):
     store.delete_many(keys[1:])
     assert list(store.keys("pending/")) == keys[:1]
     store.delete_many(["pending/never.json"])  # missing ones are fine
+
+
+def test_a_staged_group_is_committed_whole(store):
+    """Group commit: objects staged from several threads at once (their flushes overlap),
+    then made visible and durable by one commit."""
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    blobs = {f"inputs/g{i}/img{i}.jpg": os.urandom(3000 + i) for i in range(12)}
+    with ThreadPoolExecutor(4) as pool:
+        staged = list(pool.map(lambda kv: store.stage(kv[0], io.BytesIO(kv[1]), "image/jpeg"), blobs.items()))
+    store.commit(staged)
+    assert {k: store.get(k) for k in blobs} == blobs
+    assert [k for k in store.keys("inputs/g") if k not in blobs] == []  # no temporary left behind
+    store.commit([])
+
+
+def test_a_discarded_group_leaves_nothing(store):
+    import io
+
+    staged = [store.stage(f"inputs/d{i}/x.jpg", io.BytesIO(b"bytes %d" % i)) for i in range(3)]
+    store.discard(staged)
+    store.discard([])
+    assert list(store.keys("inputs/d")) == []
+    assert not store.exists("inputs/d0/x.jpg")
+
+
+def test_a_staged_object_streams_from_its_file(store, tmp_path):
+    data = os.urandom(6 * 1024 * 1024)
+    path = tmp_path / "upload.bin"
+    path.write_bytes(data)
+    with path.open("rb") as f:
+        staged = store.stage("inputs/s1/big.bin", f)
+    store.commit([staged])
+    assert store.get("inputs/s1/big.bin") == data

@@ -1,7 +1,7 @@
 """A damaged SQLite queue file: the service says so in one line, where, and what to run;
 `imgrec queue salvage` keeps the damaged file and saves what it can read; the jobs whose
-messages were lost are sent again from their pending records, so every accepted job is
-still answered."""
+messages were lost are found by their inputs in the store and sent again, so every
+accepted job is still answered."""
 
 from __future__ import annotations
 

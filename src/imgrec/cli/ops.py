@@ -245,9 +245,21 @@ def queue_check(ctx: typer.Context) -> None:
 def queue_salvage(ctx: typer.Context) -> None:
     """Keep a damaged SQLite queue file beside it and copy what it can read into a new one
     (run it with imgrec stopped)."""
-    from imgrec.queues.sqlite import salvage
+    from imgrec import jobs
+    from imgrec.queues import REQUEST_QUEUE, request_queue
+    from imgrec.queues.sqlite import job_ids, salvage
+    from imgrec.stores import open_store
 
-    saved, lost, kept = salvage(_sqlite_only(ctx.obj))
-    console.print(f"saved {saved} messages into a new {ctx.obj.queue_url}; {lost} could not be read; the damaged file "
-                  f"is kept as {kept}. Accepted jobs whose messages were lost are sent again from their pending "
-                  "records by the autoscaler's housekeeping once imgrec runs.")
+    settings = ctx.obj
+    saved, lost, kept = salvage(_sqlite_only(settings))
+    console.print(f"saved {saved} messages into a new {settings.queue_url}; {lost} could not be read; the damaged file "
+                  f"is kept as {kept}.")
+    # The queue was its jobs' only record: the inputs in the store tell which it lost.
+    queue = request_queue(settings)
+    try:
+        resent = jobs.resend_unqueued(
+            open_store(settings.store_url, settings.backend_timeout), queue, job_ids(settings.queue_url, REQUEST_QUEUE)
+        )
+    finally:
+        queue.close()
+    console.print(f"sent again {resent} accepted jobs whose messages were lost (found by their inputs in the store).")

@@ -96,6 +96,13 @@ class Queue(ABC):
         they would (or it cannot be told)."""
         return None
 
+    def durable(self) -> bool:
+        """True when every send, once it returns, survives the queue's server restarting
+        (and its host losing power, as far as the server syncs): the job's record can then
+        live in the queue alone. False where that is not so or cannot be told; the web
+        tier then keeps a pending record of each job in the store (see `imgrec.jobs`)."""
+        return False
+
     def create(self) -> None:  # noqa: B027 - adapters whose queues need making override it
         """Make the queue (and its dead-letter queue) if missing; idempotent."""
 

@@ -74,6 +74,15 @@ class RedisQueue(Queue):
         return "this Redis keeps nothing on disk (appendonly no, no save points): a restart loses every queued job"
 
     @_guard
+    def durable(self) -> bool:
+        # Only the append-only file keeps every send; snapshots (save points) lose the
+        # last minutes' sends on a crash, and a managed Redis that hides CONFIG cannot tell.
+        try:
+            return self._redis.config_get("appendonly").get("appendonly") == "yes"
+        except self._response_error:
+            return False
+
+    @_guard
     def create(self) -> None:
         """The streams and their consumer group; without this a queue is only written to
         if it exists (a stopped replica's reply queue is not brought back)."""

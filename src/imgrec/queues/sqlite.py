@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -122,6 +123,9 @@ class SqliteQueue(Queue):
     def _exists(self) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM queues WHERE name = ?", (self.name,)).fetchone() is not None
+
+    def durable(self) -> bool:
+        return not self.ephemeral  # a lasting queue's sends are committed with synchronous=FULL
 
     @_guard
     def create(self) -> None:
@@ -303,6 +307,21 @@ def salvage(url: str) -> tuple[int, int, Path]:
         old.close()
         new.close()
     return saved, lost, kept
+
+
+def job_ids(url: str, name: str) -> set[str]:
+    """The job ids named by the messages of queue `name` in the file of `url`, waiting,
+    in flight or dead-lettered (after a salvage: which accepted jobs it still holds)."""
+    db = sqlite3.connect(f"file:{_path_from_url(url)}?mode=ro", uri=True, isolation_level=None)
+    try:
+        found = set()
+        for queue in (name, f"{name}.dead"):
+            for (body,) in _readable(db, "SELECT body FROM messages WHERE queue = ?", (queue,)):
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    found.add(json.loads(body)["job_id"])
+        return found
+    finally:
+        db.close()
 
 
 def _readable(db: sqlite3.Connection, query: str, args: tuple = ()) -> list[tuple]:

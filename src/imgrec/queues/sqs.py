@@ -65,6 +65,9 @@ class SqsQueue(Queue):
         except self._errors.QueueDoesNotExist:
             raise QueueMissing(f"SQS queue {self.sqs_name} does not exist; create it with: imgrec init") from None
 
+    def durable(self) -> bool:
+        return True  # SQS stores a message redundantly before SendMessage returns
+
     @_guard
     def create(self) -> None:
         """Create the queue and its dead-letter queue; existing ones are used as they are."""

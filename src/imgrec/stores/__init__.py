@@ -8,9 +8,9 @@ from urllib.parse import urlparse
 
 from imgrec.errors import ConfigError
 from imgrec.settings import Settings
-from imgrec.stores.base import ObjectStore, check_key
+from imgrec.stores.base import ObjectStore, Staged, check_key
 
-__all__ = ["ObjectStore", "check_key", "open_store"]
+__all__ = ["ObjectStore", "Staged", "check_key", "open_store"]
 DEFAULT_TIMEOUT: float = Settings.model_fields["backend_timeout"].default
 
 

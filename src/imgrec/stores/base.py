@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import IO
+from dataclasses import dataclass
+from typing import IO, Any
 
 from imgrec.errors import BadInput
 
@@ -24,6 +25,16 @@ def check_key(key: str) -> str:
     if not key or any(p in ("", ".", "..") or not _SEGMENT.match(p) for p in parts):
         raise BadInput(f"unsafe object key {key!r}")
     return key
+
+
+@dataclass(frozen=True)
+class Staged:
+    """An object written but not yet visible under its key (`ObjectStore.stage`). `hold`
+    is the adapter's own: a temporary file, the bytes, or nothing where staging already
+    wrote the object whole."""
+
+    key: str
+    hold: Any = None
 
 
 class ObjectStore(ABC):
@@ -61,6 +72,30 @@ class ObjectStore(ABC):
         flush or round trip can serve them all."""
         for key, data, content_type in items:
             self.put(key, data, content_type)
+
+    def stage(self, key: str, file: IO[bytes], content_type: str = "application/octet-stream") -> Staged:
+        """The first half of a group commit: write the object's bytes where they will
+        survive a crash, without making it visible under `key` yet. Several threads may
+        stage at once (their flushes overlap); `commit` then makes a whole group visible
+        and durable at once, `discard` drops what a failed group staged.
+
+        The default writes the object whole (a store whose every write is durable on
+        return, such as S3, has nothing to group)."""
+        self.put_file(key, file, content_type)
+        return Staged(key)
+
+    def commit(self, staged: list[Staged]) -> None:  # noqa: B027 - the default staged nothing
+        """Make staged objects visible under their keys and durable, in one step where the
+        adapter can (a local disk flushes each folder once for the whole group)."""
+
+    def discard(self, staged: list[Staged]) -> None:
+        """Drop what `stage` wrote for a group that will not be committed; never raises."""
+        for s in staged:
+            if s.hold is None:
+                try:
+                    self.delete(s.key)
+                except Exception:  # noqa: BLE001 - best effort: what is left is swept with its job
+                    pass
 
     def delete_many(self, keys: list[str]) -> None:
         """Several at once; adapters override this with one round trip where they can."""

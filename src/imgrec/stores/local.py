@@ -12,7 +12,7 @@ from typing import IO
 from urllib.parse import unquote, urlparse
 
 from imgrec.errors import BackendUnavailable, NotFound, translating
-from imgrec.stores.base import ObjectStore, check_key
+from imgrec.stores.base import ObjectStore, Staged, check_key
 
 _MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
@@ -57,6 +57,18 @@ class LocalStore(ObjectStore):
     @_guard
     def put_file(self, key: str, file: IO[bytes], content_type: str = "application/octet-stream") -> None:
         self._commit([self._stage(key, lambda f: shutil.copyfileobj(file, f, 1 << 20))])
+
+    @_guard
+    def stage(self, key: str, file: IO[bytes], content_type: str = "application/octet-stream") -> Staged:
+        # The file's bytes flushed under a temporary name; committing renames it.
+        return Staged(key, self._stage(key, lambda f: shutil.copyfileobj(file, f, 1 << 20)))
+
+    @_guard
+    def commit(self, staged: list[Staged]) -> None:
+        self._commit([s.hold for s in staged])
+
+    def discard(self, staged: list[Staged]) -> None:
+        _discard([s.hold for s in staged])
 
     @_guard
     def put_many(self, items: list[tuple[str, bytes, str]]) -> None:

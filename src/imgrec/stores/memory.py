@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from urllib.parse import urlparse
 
 from imgrec.errors import NotFound
-from imgrec.stores.base import ObjectStore, check_key
+from imgrec.stores.base import ObjectStore, Staged, check_key
 
 _STORES: dict[str, dict[str, tuple[bytes, float]]] = {}
 _LOCK = threading.Lock()
@@ -26,6 +26,16 @@ class MemoryStore(ObjectStore):
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self._objects[check_key(key)] = (bytes(data), time.time())
+
+    def stage(self, key: str, file, content_type: str = "application/octet-stream") -> Staged:
+        return Staged(check_key(key), file.read())
+
+    def commit(self, staged: list[Staged]) -> None:
+        for s in staged:
+            self.put(s.key, s.hold)
+
+    def discard(self, staged: list[Staged]) -> None:
+        pass
 
     def get(self, key: str) -> bytes:
         try:

@@ -1,7 +1,8 @@
 """The web tier's wiring: adapters, reply channel, middleware, error handlers, routes.
 
-No request is handled here: see `routes`. Cross-cutting concerns are pure ASGI
-middleware (`limits`, `auth`, `metrics`, `errors`).
+No request is handled here: see `routes` (and `hot`, which calls the upload routes
+straight). Cross-cutting concerns are pure ASGI middleware (`limits`, `auth`,
+`metrics`, `errors`), around FastAPI and the upload routes alike.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from imgrec.stores import open_store
 from imgrec.web import errors, pages
 from imgrec.web.auth import ApiKeys
 from imgrec.web.history import StatusHistory
+from imgrec.web.hot import ServiceApp
 from imgrec.web.intake import Intake
 from imgrec.web.limits import UploadGuard
 from imgrec.web.metrics import RequestMetrics, WebMetrics
@@ -31,7 +33,7 @@ from imgrec.web.routes import Parts, router
 log = logging.getLogger("imgrec.web")
 
 
-def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) -> FastAPI:
+def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) -> ServiceApp:
     """The app; `clock` times what it looks at every so often (the backlog, readiness,
     whether workers can run), so that tests can step it."""
     metrics = WebMetrics()
@@ -69,15 +71,19 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         description="Upload images, get ImageNet labels back. See the README for the guarantees and limits.",
     )
     errors.install(app)
-    # Added innermost first: a request meets the catch-all, the metrics, the key check, the upload guard.
-    app.add_middleware(
-        UploadGuard, max_bytes=settings.max_upload_bytes, deadline=settings.upload_deadline,
-        min_rate=settings.min_upload_rate, per_client=settings.max_uploads_per_client,
-    )
-    if settings.keys:
-        app.add_middleware(ApiKeys, keys=settings.keys)
-    app.add_middleware(RequestMetrics, metrics=metrics, access_log=settings.access_log)
-    app.add_middleware(errors.Unexpected)  # outermost: it sees every exception no one else took
     app.include_router(router)
     app.include_router(pages.router)
-    return app
+
+    def middleware(inner):
+        """A request meets the catch-all, the metrics, the key check, the upload guard, then
+        the upload routes or FastAPI (`hot`)."""
+        inner = UploadGuard(
+            inner, max_bytes=settings.max_upload_bytes, deadline=settings.upload_deadline,
+            min_rate=settings.min_upload_rate, per_client=settings.max_uploads_per_client,
+        )
+        if settings.keys:
+            inner = ApiKeys(inner, keys=settings.keys)
+        inner = RequestMetrics(inner, metrics=metrics, access_log=settings.access_log)
+        return errors.Unexpected(inner)  # outermost: it sees every exception no one else took
+
+    return ServiceApp(app, middleware)

@@ -11,7 +11,7 @@ import json
 from imgrec import jobs
 from imgrec.errors import Expired, NotFound
 from imgrec.messages import Output, batch_key, csv_safe, dumps
-from imgrec.stores import ObjectStore
+from imgrec.stores import ObjectStore, Staged
 from imgrec.web.uploads import Upload
 
 CSV_COLUMNS = Output.CSV_COLUMNS
@@ -25,9 +25,11 @@ def entry(job_id: str | None, up: Upload) -> dict:
     return e
 
 
-def write_manifest(store: ObjectStore, batch_id: str, entries: list[dict], created: float) -> None:
+def stage_manifest(store: ObjectStore, batch_id: str, entries: list[dict], created: float) -> Staged:
+    """The batch's manifest, staged to be committed with its jobs (`jobs.Committer`): it
+    is durable before the upload is answered with the batch's URL."""
     manifest = {"batch_id": batch_id, "created": created, "jobs": entries}
-    store.put(batch_key(batch_id), dumps(manifest), "application/json")
+    return store.stage(batch_key(batch_id), io.BytesIO(dumps(manifest)), "application/json")
 
 
 def write_results(store: ObjectStore, batch_id: str, results: list[dict]) -> None:

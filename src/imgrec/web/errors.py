@@ -54,30 +54,46 @@ def retry_later(request: Request, status: int, message: str) -> Response:
     return render(request, status, message, {"Retry-After": str(RETRY_AFTER)})
 
 
-def install(app: FastAPI) -> None:
-    """The exception handlers by type (the catch-all for what nobody expected is the
-    `Unexpected` middleware, outermost)."""
-
-    @app.exception_handler(BadInput)
-    async def bad_input(request: Request, exc: BadInput):
+def answer_for(request: Request, exc: Exception) -> Response | None:
+    """The answer for an error the routes raise on purpose, by its type; None for anything
+    else (a bug: the `Unexpected` middleware answers it 500)."""
+    if isinstance(exc, BadInput):
         return render(request, exc.status, exc.message, extra=exc.extra)
-
-    @app.exception_handler(BackendUnavailable)
-    async def unavailable(request: Request, exc: BackendUnavailable):
+    if isinstance(exc, BackendUnavailable):
         log.warning("%s %s: backend unavailable: %s", request.method, request.url.path, exc)
         return retry_later(request, 503, "the service's storage or queue is unavailable right now; please retry shortly")
-
-    @app.exception_handler(CannotClassify)
-    async def cannot_classify(request: Request, exc: CannotClassify):
+    if isinstance(exc, CannotClassify):
         return render(request, 503, str(exc), {"Retry-After": "30"})
-
-    @app.exception_handler(Overloaded)
-    async def overloaded(request: Request, exc: Overloaded):
+    if isinstance(exc, Overloaded):
         return retry_later(request, 429, f"the service is busy ({exc} requests waiting); please retry shortly")
-
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound):
+    if isinstance(exc, NotFound):
         return render(request, 410 if isinstance(exc, Expired) else 404, str(exc))
+    return None
+
+
+def install(app: FastAPI) -> None:
+    """The exception handlers by type, for the routes FastAPI calls (the upload routes are
+    called by `hot.UploadRoutes`, which answers the same way; the catch-all for what
+    nobody expected is the `Unexpected` middleware, outermost)."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        answer = answer_for(request, exc)
+        assert answer is not None  # registered only for the types answer_for knows
+        return answer
+
+    for kind in (BadInput, BackendUnavailable, CannotClassify, Overloaded, NotFound):
+        app.add_exception_handler(kind, handler)
+
+    async def bug(request: Request, exc: Exception) -> Response:
+        # FastAPI's own outermost layer answers a bug before `Unexpected` (outside FastAPI)
+        # sees it: the same answer, then the exception goes on to be logged there.
+        return render(request, 500, bug_message(request.scope.get("state", {}).get("request_id", "")))
+
+    app.add_exception_handler(Exception, bug)
+
+
+def bug_message(request_id: str) -> str:
+    return f"internal error (request id {request_id}); it has been logged, please report it"
 
 
 def request_id_for(scope) -> str:
@@ -118,7 +134,4 @@ class Unexpected:
             log.exception("request %s (%s %s) failed", request_id, scope["method"], scope["path"],
                           extra={"request_id": request_id})
             if not started:
-                await send_error(
-                    scope, tagged, 500,
-                    f"internal error (request id {request_id}); it has been logged, please report it",
-                )
+                await send_error(scope, tagged, 500, bug_message(request_id))

@@ -1,8 +1,9 @@
 """Taking uploads in: admission (backlog limit), reading, storing, queueing, waiting.
 
-Each file is stored first and then a request naming it is queued (never the bytes:
-see `imgrec.jobs.accept`); a waiting request registers for its reply before the
-request is sent.
+Each file is stored first and then a request naming it is queued (never the bytes),
+an upload's files as one group, committed together with the other uploads of the
+moment (`imgrec.jobs.Committer`); a waiting request registers for its reply before
+the request is sent.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fastapi import Request as HttpRequest
 
@@ -21,7 +22,7 @@ from imgrec.imaging.header import ImageLimits
 from imgrec.messages import Request, input_key, new_id
 from imgrec.queues import Queue
 from imgrec.settings import Settings
-from imgrec.stores import ObjectStore
+from imgrec.stores import ObjectStore, Staged
 from imgrec.web import batches
 from imgrec.web.backlog import Backlog, Reservation
 from imgrec.web.metrics import WebMetrics
@@ -51,9 +52,12 @@ class Intake:
         # At most this many uploads are parsed, checked and stored at once; the others
         # wait, their bodies already received (a slow client holds no slot).
         self.gate = asyncio.Semaphore(settings.max_concurrent_uploads)
-        # Pending records are written beside the inputs, not after them: two syncs (or two
-        # round trips to S3) at once rather than one after the other.
-        self._beside = ThreadPoolExecutor(settings.max_concurrent_uploads, thread_name_prefix="pending")
+        # The threads that stage uploads' files (several files of one upload at once: their
+        # flushes overlap), and the one that commits them in groups.
+        self._io = ThreadPoolExecutor(settings.max_concurrent_uploads, thread_name_prefix="stage")
+        self.committer = jobs.Committer(store, requests)
+        # A durable queue is the job's record; another keeps a pending record in the store.
+        self.keep_pending = not requests.durable()
         # Header checks on threads of their own: however many hostile files arrive at once,
         # each check is bounded (imaging.header) and none delays the store's writes.
         self._checks = ThreadPoolExecutor(2, thread_name_prefix="header-check")
@@ -84,40 +88,52 @@ class Intake:
     async def submit(
         self, uploads: list[Upload], *, wait: bool, batch_id: str | None, room: Reservation
     ) -> list[Submitted]:
-        submitted: list[Submitted] = []
+        """Store and queue the upload's good files as one group (`jobs.Committer`): staged
+        at once on the intake's threads, then committed with whatever other uploads were
+        staged meanwhile. A waiting request registers for each reply before it is sent."""
+        now, reply_to = time.time(), self.replies.name if wait else None
+        requests: dict[int, Request] = {}  # by id() of the upload
+        for up in uploads:
+            if not up.error:
+                job_id = new_id()
+                requests[id(up)] = Request(job_id, input_key(job_id, up.filename or "upload"), up.filename, batch_id,
+                                           reply_to, now)
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        staging = [
+            loop.run_in_executor(self._io, jobs.stage, self.store, requests[id(up)], up.file, self.keep_pending)
+            for up in uploads if not up.error
+        ]
+        submitted = [Submitted(requests[id(up)].job_id if not up.error else None, up) for up in uploads]
+        if batch_id:
+            entries = [batches.entry(s.job_id, s.upload) for s in submitted]
+            staging.append(loop.run_in_executor(self._io, self._stage_manifest, batch_id, entries, now))
+        results = await asyncio.gather(*staging, return_exceptions=True)
+        staged = [x for r in results if not isinstance(r, BaseException) for x in r]
+        if failed := next((r for r in results if isinstance(r, BaseException)), None):
+            await loop.run_in_executor(self._io, self.store.discard, staged)
+            raise failed
+        stored = time.perf_counter()
+        if wait:  # before the requests can be answered
+            submitted = [replace(s, reply=self.replies.expect(s.job_id)) if s.job_id else s for s in submitted]
         try:
-            for up in uploads:
-                submitted.append(Submitted(None, up) if up.error else await self._submit_one(up, wait, batch_id, room))
+            await asyncio.wrap_future(self.committer.commit(staged, list(requests.values())))
         except BackendError:
             for s in submitted:
                 if s.job_id:
                     self.replies.forget(s.job_id)
             raise
-        if batch_id:
-            entries = [batches.entry(s.job_id, s.upload) for s in submitted]
-            await asyncio.to_thread(batches.write_manifest, self.store, batch_id, entries, time.time())
+        self.stage.labels("store").observe(stored - started)
+        self.stage.labels("enqueue").observe(time.perf_counter() - stored)
+        room.sent(len(requests))
         return submitted
 
-    async def _submit_one(self, up: Upload, wait: bool, batch_id: str | None, room: Reservation) -> Submitted:
-        job_id = new_id()
-        reply_to = self.replies.name if wait else None
-        request = Request(job_id, input_key(job_id, up.filename or "upload"), up.filename, batch_id, reply_to)
-        fut = self.replies.expect(job_id) if wait else None  # before the request can be answered
-        try:
-            await asyncio.to_thread(self._store_and_send, up, request)
-        except BackendError:
-            self.replies.forget(job_id)
-            raise
-        room.sent(1)
-        return Submitted(job_id, up, fut)
-
-    def _store_and_send(self, up: Upload, request: Request) -> None:
-        stored, queued = jobs.accept(self.store, self.requests, request, up.file, self._beside)
-        self.stage.labels("store").observe(stored)
-        self.stage.labels("enqueue").observe(queued)
+    def _stage_manifest(self, batch_id: str, entries: list[dict], created: float) -> list[Staged]:
+        return [batches.stage_manifest(self.store, batch_id, entries, created)]
 
     def close(self) -> None:
-        self._beside.shutdown(wait=False)
+        self.committer.close()
+        self._io.shutdown(wait=False)
         self._checks.shutdown(wait=False)
 
     async def wait_all(self, submitted: list[Submitted]) -> list[dict | None]:

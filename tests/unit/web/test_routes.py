@@ -240,3 +240,22 @@ def test_when_every_file_is_refused_each_says_why(web):
     assert r.status_code == 400
     assert [(f["filename"], f["status"]) for f in r.json()["files"]] == [("a.png", 400), ("b.txt", 422)]
     assert "empty" in r.json()["files"][0]["error"] and "not an image" in r.json()["files"][1]["error"]
+
+
+@pytest.mark.parametrize("path", ["/", "/api/v1/classify", "/api/v1/jobs"])
+def test_a_bug_in_an_upload_route_is_a_logged_500_with_a_request_id(make_web, monkeypatch, caplog, path):
+    """The upload routes are called straight (web.hot), not by FastAPI: a bug in one is
+    still answered as every other route's, in its route's format, and logged."""
+    from imgrec.web.intake import Intake
+
+    async def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    web = make_web(worker=False)
+    monkeypatch.setattr(Intake, "take", broken)
+    field = "myfile" if path == "/" else "file"
+    r = web.client.post(path, files={field: CAT})
+    request_id = r.headers["x-request-id"]
+    assert r.status_code == 500 and request_id in r.text
+    assert r.headers["content-type"].startswith("text/plain" if path == "/" else "application/json")
+    assert any(request_id in rec.getMessage() and rec.exc_info for rec in caplog.records)
