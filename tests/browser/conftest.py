@@ -74,13 +74,18 @@ def photos(tmp_path_factory, classifier):
 
 
 def labelled(page, count: int, timeout: float = 120_000) -> None:
-    """Wait for `count` cards with their results, and return the cards' (name, label)."""
-    page.wait_for_function(
-        "n => document.querySelectorAll('#grid .card:not(.pending)').length >= n", arg=count, timeout=timeout
-    )
+    """Wait for `count` files with their answers (a result or a reason)."""
+    page.wait_for_function("n => window.imgrec && window.imgrec.done() >= n", arg=count, timeout=timeout)
 
 
 def cards(page) -> list[tuple[str, str]]:
+    """Every file's (name, label) as the grid orders them; the grid itself holds only the
+    cards on screen (see `drawn`)."""
+    return page.evaluate("window.imgrec.rows()")
+
+
+def drawn(page) -> list[tuple[str, str]]:
+    """The cards in the page now: (name, label)."""
     return page.eval_on_selector_all(
         "#grid .card", "els => els.map(e => [e.querySelector('.name').textContent, e.querySelector('.label').textContent])"
     )

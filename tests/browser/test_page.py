@@ -195,7 +195,7 @@ def test_screenshots_for_the_docs(page, service, photos, tmp_path):
     out = DOCS if os.environ.get("IMGREC_UPDATE_SCREENSHOTS") else tmp_path
     page.goto(service.url)
     page.set_input_files("#files", [str(f) for f in photos[0][:60]])
-    page.wait_for_function("() => document.querySelectorAll('#grid .card:not(.pending)').length >= 12")
+    page.wait_for_function("() => parseInt(document.getElementById('progress-text').textContent) >= 12")
     page.screenshot(path=str(out / "page-upload.png"))
     labelled(page, 60)
     if out == DOCS:  # a second, larger wave, so that the charts have a story to tell

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from imgrec.errors import Overloaded
 from imgrec.queues import Queue
@@ -37,20 +37,45 @@ class Backlog:
         self.depth = depth + (self._sent - sent_before)  # what was sent during the look may be missing
         self._looked_at = self.clock()
 
+    def waiting(self) -> int:
+        """Requests waiting or being admitted, as last looked at (`refresh` first)."""
+        return self.depth + self.reserved
+
+    def room(self) -> int:
+        """How many more files an upload may bring now (`refresh` first)."""
+        return max(0, self.limit - self.waiting())
+
     def check(self, files: int) -> None:
-        if self.depth + self.reserved + files > self.limit:
-            raise Overloaded(self.depth + self.reserved)
+        if self.waiting() + files > self.limit:
+            raise Overloaded(self.waiting())
 
     @contextlib.contextmanager
-    def reserve(self, files: int):
-        """Room for `files` more requests, held until they are sent (or not)."""
+    def reserve(self, files: int) -> Iterator[Reservation]:
+        """Room for `files` more requests, held until each is sent (then it counts in the
+        depth instead) or the block ends (what was not sent gives its room back)."""
         self.check(files)
+        held = Reservation(self, files)
         self.reserved += files
         try:
-            yield
+            yield held
         finally:
-            self.reserved -= files
+            self.reserved -= held.left
 
     def sent(self, files: int) -> None:
         self._sent += files
         self.depth += files
+
+
+class Reservation:
+    """Room held for an upload's files while they are stored and queued."""
+
+    def __init__(self, backlog: Backlog, files: int) -> None:
+        self.backlog, self.left = backlog, files
+
+    def sent(self, files: int = 1) -> None:
+        """`files` of them are queued: counted once, in the depth, no longer held here
+        (counted in both, an upload being stored took twice its room)."""
+        taken = min(files, self.left)
+        self.left -= taken
+        self.backlog.reserved -= taken
+        self.backlog.sent(files)

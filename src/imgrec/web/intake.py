@@ -24,7 +24,7 @@ from imgrec.queues import Queue
 from imgrec.settings import Settings
 from imgrec.stores import ObjectStore, Staged
 from imgrec.web import batches
-from imgrec.web.backlog import Backlog
+from imgrec.web.backlog import Backlog, Reservation
 from imgrec.web.metrics import WebMetrics
 from imgrec.web.replies import ReplyListener
 from imgrec.web.uploads import Upload, check_files, receive_files
@@ -86,14 +86,16 @@ class Intake:
                 uploads = await loop.run_in_executor(self._checks, check_files, received, self.limits)
                 self.stage.labels("parse").observe(time.perf_counter() - started)
                 await self.backlog.refresh()
-                with self.backlog.reserve(sum(1 for u in uploads if not u.error)):
+                with self.backlog.reserve(sum(1 for u in uploads if not u.error)) as room:
                     batch_id = new_id() if always_batch or len(uploads) > 1 else None
-                    return batch_id, await self.submit(uploads, wait=wait, batch_id=batch_id)
+                    return batch_id, await self.submit(uploads, wait=wait, batch_id=batch_id, room=room)
         finally:
             for u in received:
                 u.file.close()
 
-    async def submit(self, uploads: list[Upload], *, wait: bool, batch_id: str | None) -> list[Submitted]:
+    async def submit(
+        self, uploads: list[Upload], *, wait: bool, batch_id: str | None, room: Reservation
+    ) -> list[Submitted]:
         """Store and queue the upload's good files as one group (`jobs.Committer`): staged
         at once on the intake's threads, then committed with whatever other uploads were
         staged meanwhile. A waiting request registers for each reply before it is sent."""
@@ -131,7 +133,7 @@ class Intake:
             raise
         self.stage.labels("store").observe(stored - started)
         self.stage.labels("enqueue").observe(time.perf_counter() - stored)
-        self.backlog.sent(len(requests))
+        room.sent(len(requests))
         return submitted
 
     def _stage_manifest(self, batch_id: str, entries: list[dict], created: float) -> list[Staged]:

@@ -16,7 +16,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from imgrec import jobs, presence
-from imgrec.errors import BadInput, CannotClassify, NotFound
+from imgrec.errors import BackendError, BadInput, CannotClassify, NotFound
 from imgrec.messages import display_name, is_id
 from imgrec.queues import Queue
 from imgrec.settings import Settings
@@ -274,13 +274,18 @@ async def api_status_history(p: Parts = Depends(parts)):
     return p.history.view()
 
 
-@router.get("/api/v1/limits", summary="What one request may carry: split uploads to fit these")
+@router.get("/api/v1/limits", summary="What one request may carry, and the backlog's room now: split uploads to fit")
 async def api_limits(p: Parts = Depends(parts)):
-    s = p.settings
+    s, backlog = p.settings, p.intake.backlog
+    try:
+        await backlog.refresh()  # the queue is looked at every quarter second at most, however often this is read
+    except BackendError:
+        pass  # the limits hold whatever the queue does; the room is as last seen (an upload would get 503)
     return {
         "max_upload_bytes": s.max_upload_bytes, "max_files_per_request": s.max_files_per_request,
         "max_pixels": s.max_pixels, "max_aspect_ratio": s.max_aspect_ratio, "request_timeout": s.request_timeout,
         "formats": ["JPEG", "PNG", "WebP", "BMP", "GIF", "TIFF"], "api_key_required": bool(s.keys),
+        "max_backlog": backlog.limit, "backlog_waiting": backlog.waiting(), "backlog_room": backlog.room(),
     }
 
 

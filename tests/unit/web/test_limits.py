@@ -39,6 +39,34 @@ def test_a_request_that_would_pass_the_limit_is_refused_whole(make_web):
     assert web.client.post("/api/v1/jobs", files=files[:4]).status_code == 202  # exactly fits
 
 
+def test_the_limits_say_the_backlogs_room(make_web):
+    web = make_web(worker=False, max_backlog=10)
+    assert {k: web.client.get("/api/v1/limits").json()[k] for k in ("max_backlog", "backlog_waiting", "backlog_room")} \
+        == {"max_backlog": 10, "backlog_waiting": 0, "backlog_room": 10}
+    files = [("file", (f"{i}.png", TINY, "image/png")) for i in range(6)]
+    assert web.client.post("/api/v1/jobs", files=files).status_code == 202
+    limits = web.client.get("/api/v1/limits").json()
+    assert (limits["backlog_waiting"], limits["backlog_room"]) == (6, 4)
+    assert web.client.post("/api/v1/jobs", files=files[: limits["backlog_room"]]).status_code == 202
+
+    web.clock.advance(0.3)
+    assert web.client.get("/api/v1/limits").json()["backlog_room"] == 0
+
+
+def test_the_limits_answer_while_the_queue_is_out(make_web, monkeypatch):
+    from imgrec.errors import BackendUnavailable
+
+    web = make_web(worker=False, max_backlog=10)
+
+    def out():
+        raise BackendUnavailable("queue: connection refused (simulated)")
+
+    monkeypatch.setattr(web.client.app.state.parts.requests, "stats", out)
+    web.clock.advance(0.3)
+    r = web.client.get("/api/v1/limits")
+    assert r.status_code == 200 and r.json()["max_files_per_request"] == 100 and r.json()["backlog_room"] == 10
+
+
 def test_metrics_labels_come_from_fixed_sets(web):
     from prometheus_client.parser import text_string_to_metric_families
 
