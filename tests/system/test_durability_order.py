@@ -22,7 +22,8 @@ import urllib.request
 from pathlib import Path
 
 from imgrec.lab.harness import IMGREC, free_port, service_env, wait_until
-from imgrec.queues import REQUEST_QUEUE, open_queue
+from imgrec.messages import REQUEST_QUEUE
+from imgrec.queues import open_queue
 from imgrec.settings import Settings
 from imgrec.supervisor import answers
 from servers import _missing

@@ -9,7 +9,7 @@ const IN_FLIGHT = 3; // requests uploading (then watched) at once
 const THUMB_W = 200, THUMB_H = 120; // thumbnails are drawn this small, never the originals
 const CARD_H = 330, GAP = 12, OVERSCAN = 4; // the grid's fixed card height (app.css), rows drawn beyond the screen
 const IMAGE_EXT = /\.(jpe?g|jfif|png|webp|bmp|gif|tiff?)$/i;
-const CSV_COLUMNS = ["filename", "label", "score", "class_index", "wnid", "error", "job_id"]; // the service's
+const CSV_COLUMNS = ["filename", "label", "score", "class_index", "wnid", "error", "job_id", "model"]; // the service's
 
 const state = {
   limits: null, items: [], batches: [], uploads: [], gen: 0,
@@ -89,11 +89,35 @@ $("key-form").addEventListener("submit", async (e) => {
   if (value) localStorage.setItem("imgrec-key", value);
   $("key").value = ""; state.keyChecked = null; say(""); showKey(); refreshStatus();
   if (await keyWorks()) {
-    keyGivenNow();
+    keyGivenNow(); loadModels();
     if (state.waitingForKey) { state.waitingForKey = false; say(""); pump(); }
   }
 });
 $("key-forget").addEventListener("click", () => { localStorage.removeItem("imgrec-key"); state.keyChecked = null; showKey(); });
+
+// --- the model: a picker where the service serves more than one (IMGREC_MODELS) ----------
+
+async function loadModels() {
+  let served;  // a plain look, never a retry or a word: without the key it is tried again once one is given
+  try {
+    const resp = await fetch("/api/v1/models", { headers: keyHeaders() });
+    if (!resp.ok) return;
+    served = await resp.json();
+  } catch (err) { return; }
+  const pick = $("model"), models = served.models || [];
+  if (models.length < 2 || pick.options.length) return;
+  models.forEach((name) => pick.add(new Option(name === served.default ? `${name} (default)` : name, name)));
+  pick.value = served.default;
+  state.defaultModel = served.default;
+  $("model-pick").hidden = false;
+}
+
+// Where an upload's requests go: the classic jobs route for the default model, the
+// model's own route for another.
+function jobsPath() {
+  const m = $("model").value;
+  return !m || m === state.defaultModel ? "/api/v1/jobs" : `/api/v1/models/${encodeURIComponent(m)}/jobs`;
+}
 
 // --- items: one per file, in upload order; the grid draws only those on screen -----------
 
@@ -300,7 +324,8 @@ async function send(files) {
   if (!files.length) return;
   const l = await limits();
   if (!state.pending.length && !state.unacked) { state.rate = { t: Date.now(), answered: state.counts.answered }; }
-  const upload = { at: Date.now(), count: files.length, batches: [], refused: [] }, gen = state.gen;
+  // The model picked when the files were chosen serves all of them, whatever is picked later.
+  const upload = { at: Date.now(), count: files.length, batches: [], refused: [], path: jobsPath() }, gen = state.gen;
   state.uploads.push(upload);
   // A slice at a time: reading a file's size can ask the disk, and thousands of files at
   // once would hold the page still for a second or more.
@@ -416,7 +441,7 @@ function post(group, onProgress) {
   return new Promise((ok) => {
     const xhr = new XMLHttpRequest();
     state.xhrs.add(xhr);
-    xhr.open("POST", "/api/v1/jobs");
+    xhr.open("POST", group[0].upload.path || "/api/v1/jobs");
     for (const [k, v] of Object.entries(keyHeaders())) xhr.setRequestHeader(k, v);
     xhr.upload.onprogress = (e) => onProgress(e.loaded, e.total);
     const end = (status) => {
@@ -767,7 +792,7 @@ window.imgrec = {
 try { state.leftover = JSON.parse(localStorage.getItem("imgrec-unsent") || "[]"); } catch (err) { state.leftover = []; }
 showSection(); showKey(); showRecent(); showLeftover(); refreshStatus();
 setInterval(refreshStatus, 2000); setInterval(refreshDashboard, 2000);
-limits().catch(() => {});
+limits().catch(() => {}); loadModels();
 const params = new URL(location.href).searchParams;
 const savedIds = (params.get("batches") || "").split(",").filter((id) => /^[0-9a-f]{32}$/.test(id));
 const savedAts = (params.get("uploads") || "").split(",").map(Number).filter((n) => n > 0);
