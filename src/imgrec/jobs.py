@@ -131,7 +131,15 @@ class Committer:
                 groups, self._waiting = self._waiting, []
                 if not groups and self._stopping:
                     return
-            self._commit_groups(groups)
+            # An upload that stopped waiting (its request cancelled) is not committed: nobody
+            # was told it was accepted. The others can no longer be cancelled from now on.
+            live = [g for g in groups if g.done.set_running_or_notify_cancel()]
+            self.store.discard([s for g in groups if g not in live for s in g.staged])
+            try:
+                if live:
+                    self._commit_groups(live)
+            except Exception:  # noqa: BLE001 - the one thread every upload needs never dies
+                log.exception("the committer met an unexpected error; it goes on")
 
     def _commit_groups(self, groups: list[_Group]) -> None:
         staged = [s for g in groups for s in g.staged]

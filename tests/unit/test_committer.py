@@ -136,3 +136,23 @@ def test_a_pending_record_is_staged_only_where_the_queue_is_not_durable():
     assert [s.key for s in staged] == [request.input_key]
     request, staged = _stage(store, keep_pending=True)
     assert [s.key for s in staged] == [request.input_key, pending_key(request.job_id)]
+
+
+def test_an_upload_that_stopped_waiting_is_not_committed_and_the_committer_goes_on():
+    """A request cancelled while its group waited (the client gone, a shutdown): its group
+    is dropped, and the committer, which every upload needs, keeps committing."""
+    store, queue = SlowStore(new_id()), CountingQueue(new_id())
+    committer = jobs.Committer(store, queue)
+    first, first_staged = _stage(store)
+    done_first = committer.commit(first_staged, [first])
+    assert store.entered.wait(10)  # the first group's commit is running
+    gone, gone_staged = _stage(store)
+    done_gone = committer.commit(gone_staged, [gone])
+    assert done_gone.cancel()
+    store.go.set()
+    done_first.result(10)
+    later, later_staged = _stage(store)
+    committer.commit(later_staged, [later]).result(10)  # the committer is still there
+    assert not store.exists(gone.input_key) and store.exists(later.input_key)
+    assert queue.sends == [1, 1]
+    committer.close()

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from fastapi import Request as HttpRequest
 
 from imgrec import jobs
-from imgrec.errors import BackendError
 from imgrec.imaging.header import ImageLimits
 from imgrec.messages import Request, input_key, new_id
 from imgrec.queues import Queue
@@ -126,7 +125,7 @@ class Intake:
             submitted = [replace(s, reply=self.replies.expect(s.job_id)) if s.job_id else s for s in submitted]
         try:
             await asyncio.wrap_future(self.committer.commit(staged, list(requests.values())))
-        except BackendError:
+        except BaseException:  # an outage, or the request cancelled: nobody waits for these replies
             for s in submitted:
                 if s.job_id:
                     self.replies.forget(s.job_id)
