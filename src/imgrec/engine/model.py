@@ -9,6 +9,7 @@ loads the ONNX file with onnxruntime.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -129,7 +130,17 @@ def folder_lock(model_dir: Path) -> Iterator[None]:
     """Held by whoever writes into, or loads from, a model folder (the workers of a host share
     one): no process loads a file while another replaces it."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    with (model_dir / ".lock").open("a") as f:
+    try:
+        f = (model_dir / ".lock").open("a")
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        # A folder this process may not write (a container image's model, owned by root, or
+        # a read-only mount): it cannot replace a file there either, so loading needs no
+        # lock, and whatever can write there (the image's build) does not run beside it.
+        yield
+        return
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

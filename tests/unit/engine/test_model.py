@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import shutil
 
 import pytest
@@ -40,3 +42,29 @@ def test_missing_model_names_the_command(tmp_path):
     with pytest.raises(ModelMissing, match="imgrec model build"):
         load_manifest(tmp_path)
     assert not (tmp_path / MANIFEST_FILE).exists()
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_a_model_folder_this_process_may_not_write_is_loaded_without_its_lock(tmp_path, monkeypatch, code):
+    """The image's model is owned by root and its workers run as another user: the lock file
+    cannot be made there, and nothing of theirs can replace the model either (the
+    containers' test found workers crash-looping on it)."""
+    from pathlib import Path
+
+    from imgrec.engine import model
+
+    real_open = Path.open
+
+    def refusing(self, mode="r", *args, **kwargs):
+        if self.name == ".lock":
+            raise OSError(code, os.strerror(code), str(self))
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refusing)
+    entered = []
+    with model.folder_lock(tmp_path):
+        entered.append(True)
+    assert entered == [True]
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(OSError), model.folder_lock(tmp_path):  # a full disk is not a read-only folder
+        pass
